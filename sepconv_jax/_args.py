@@ -1,0 +1,193 @@
+"""Argument normalisers and validators shared by every op (private)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Dimension numbers (lhs, rhs, out) per number of spatial dims: channels-last, HWIO kernels.
+DIMENSION_NUMBERS: dict[int, tuple[str, str, str]] = {
+    1: ("NWC", "WIO", "NWC"),
+    2: ("NHWC", "HWIO", "NHWC"),
+    3: ("NDHWC", "DHWIO", "NDHWC"),
+}
+
+#: Padding strings the ops accept, and how the explicit ones extend the border.
+PADDING_MODES: dict[str, str | None] = {
+    "SAME": None,
+    "VALID": None,
+    "CAUSAL": "constant",
+    "CIRCULAR": "wrap",
+    "REFLECT": "reflect",
+    "REPLICATE": "edge",
+}
+
+PaddingLike = str | int | Sequence[int | tuple[int, int]]
+
+
+class Padding(NamedTuple):
+    """A padding argument resolved for one op call.
+
+    Attributes:
+      lax: what `lax.conv_general_dilated` gets: `"SAME"`, `"VALID"` or one `(lo, hi)` per dim.
+      pre_pad: `(lo, hi)` per spatial dim to apply with `jnp.pad` before the conv, or `None`.
+      mode: the `jnp.pad` mode for `pre_pad` (`"wrap"`, `"reflect"`, `"edge"`, `"constant"`).
+    """
+
+    lax: str | tuple[tuple[int, int], ...]
+    pre_pad: tuple[tuple[int, int], ...] | None
+    mode: str | None
+
+
+def normalize_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    """Returns `value` as `n` positive ints, broadcasting a scalar.
+
+    Raises:
+      ValueError: if `value` has the wrong length or an entry is not a positive int.
+    """
+    if isinstance(value, (int, np.integer)):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(int(v) for v in value)
+        except TypeError as err:
+            raise ValueError(
+                f"{name} must be a positive int or a sequence of {n} positive ints, got {value!r}"
+            ) from err
+        if len(values) != n:
+            raise ValueError(f"{name} must have one entry per spatial dim ({n}), got {value!r}")
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return values
+
+
+def resolve_padding(
+    padding: PaddingLike, window: Sequence[int], dilation: Sequence[int]
+) -> Padding:
+    """Resolves a padding argument against the (dilated) window.
+
+    `"CAUSAL"` pads all `(k-1)*d` before and none after; `"CIRCULAR"`, `"REFLECT"` and
+    `"REPLICATE"` split `(k-1)*d` as SAME does at stride 1, `(k-1)*d // 2` before.
+
+    Args:
+      padding: a string of `PADDING_MODES`, an int (the same on both sides of every dim), or
+        one int or `(lo, hi)` pair per spatial dim.
+      window: the kernel's spatial shape.
+      dilation: the kernel dilation per spatial dim.
+
+    Raises:
+      ValueError: for an unknown string, a wrong length or a negative pad.
+    """
+    n = len(window)
+    if isinstance(padding, str):
+        key = padding.upper()
+        if key not in PADDING_MODES:
+            raise ValueError(
+                f"padding must be one of {sorted(PADDING_MODES)}, an int or one (lo, hi) pair "
+                f"per spatial dim; got {padding!r}"
+            )
+        if key in ("SAME", "VALID"):
+            return Padding(key, None, None)
+        total = [(k - 1) * d for k, d in zip(window, dilation)]
+        if key == "CAUSAL":
+            pads = tuple((t, 0) for t in total)
+        else:
+            pads = tuple((t // 2, t - t // 2) for t in total)
+        return Padding("VALID", pads, PADDING_MODES[key])
+    if isinstance(padding, (int, np.integer)):
+        pads = ((int(padding), int(padding)),) * n
+    else:
+        pads = tuple(_pair(p, padding) for p in padding)
+        if len(pads) != n:
+            raise ValueError(
+                f"padding must have one (lo, hi) pair per spatial dim ({n}), got {padding!r}"
+            )
+    if any(lo < 0 or hi < 0 for lo, hi in pads):
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    return Padding(pads, None, None)
+
+
+def _pair(p: Any, whole: Any) -> tuple[int, int]:
+    if isinstance(p, (int, np.integer)):
+        return (int(p), int(p))
+    try:
+        lo, hi = p
+        return (int(lo), int(hi))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"padding entries must be ints or (lo, hi) pairs, got {p!r} in {whole!r}"
+        ) from err
+
+
+def check_floating(name: str, dtype: Any) -> None:
+    """Raises `TypeError` unless `dtype` is a floating-point dtype."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name} must have a floating-point dtype, got {jnp.dtype(dtype)}")
+
+
+def check_input(x: jnp.ndarray, name: str = "x") -> int:
+    """Checks `x` is a floating `(N, *spatial, C)` array; returns the number of spatial dims."""
+    check_floating(name, x.dtype)
+    n = x.ndim - 2
+    if n not in DIMENSION_NUMBERS:
+        raise ValueError(
+            f"{name} must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
+            f"(rank 3, 4 or 5), got rank {x.ndim} with shape {x.shape}"
+        )
+    return n
+
+
+def check_depthwise_kernel(kernel: jnp.ndarray, x_shape: tuple[int, ...]) -> int:
+    """Checks a depthwise kernel `(*window, 1, C*m)` against `x` `(N, *spatial, C)`.
+
+    Returns:
+      The channel multiplier `m`.
+    """
+    check_floating("depthwise kernel", kernel.dtype)
+    n, c = len(x_shape) - 2, x_shape[-1]
+    expected = f"(*window, 1, C*m) with {n} window dims and C={c}"
+    if kernel.ndim != n + 2:
+        raise ValueError(
+            f"depthwise kernel has shape {kernel.shape} (rank {kernel.ndim}) but x has "
+            f"{n} spatial dims; expected {expected}"
+        )
+    if kernel.shape[-2] != 1:
+        raise ValueError(
+            f"depthwise kernel has shape {kernel.shape}; its second-to-last dim must be 1: "
+            f"expected {expected}"
+        )
+    if kernel.shape[-1] == 0 or kernel.shape[-1] % c:
+        raise ValueError(
+            f"depthwise kernel has {kernel.shape[-1]} channels but x has {c}; "
+            f"a depthwise kernel must be {expected} (a multiple of {c})"
+        )
+    if any(k <= 0 for k in kernel.shape[:-2]):
+        raise ValueError(f"depthwise kernel window must be positive, got {kernel.shape}")
+    return kernel.shape[-1] // c
+
+
+def check_pointwise_kernel(kernel: jnp.ndarray, channels: int, what: str = "x") -> None:
+    """Checks a pointwise kernel `(C_in, C_out)` against `channels` input channels."""
+    check_floating("pointwise kernel", kernel.dtype)
+    if kernel.ndim != 2:
+        raise ValueError(
+            f"pointwise kernel must have shape (C_in, C_out), got shape {kernel.shape}"
+        )
+    if kernel.shape[0] != channels:
+        raise ValueError(
+            f"pointwise kernel has shape {kernel.shape} but {what} has {channels} channels; "
+            f"expected ({channels}, C_out)"
+        )
+
+
+def promote(*arrays: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """Casts arrays to their common floating dtype (explicit, so strict promotion is fine)."""
+    dtype = arrays[0].dtype
+    with jax.numpy_dtype_promotion("standard"):  # JAX's lattice, whatever the user's config
+        for a in arrays[1:]:
+            dtype = jnp.promote_types(dtype, a.dtype)
+    return tuple(a.astype(dtype) for a in arrays)
