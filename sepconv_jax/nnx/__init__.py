@@ -1,0 +1,18 @@
+"""Flax nnx modules over `sepconv_jax.ops`: the `sepconv_jax.linen` classes, nnx-style.
+
+Same class names, parameter names and shapes, and submodule names as `sepconv_jax.linen`, so
+linen variables load into these modules path for path (`nnx.state` / `nnx.update`). nnx
+differences: constructors take `in_features` and `rngs`; an int `kernel_size` means a 2-D window
+unless `num_spatial_dims` says otherwise; blocks follow `model.train()` / `model.eval()`.
+"""
+
+from sepconv_jax.nnx.blocks import InvertedResidual, SeparableBlock
+from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv, SeparableConv
+
+__all__ = [
+    "DepthwiseConv",
+    "InvertedResidual",
+    "PointwiseConv",
+    "SeparableBlock",
+    "SeparableConv",
+]
