@@ -1,0 +1,172 @@
+"""Shared model helpers: channel rounding, argument checks and the full-conv (twin) block."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+from sepconv_jax import _module_utils as mu
+
+Dtype = mu.Dtype
+Act = mu.Act
+
+#: Values of the models' `conv` field: the separable net, or its full-conv twin.
+CONVS = ("separable", "full")
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Rounds a channel count to the nearest multiple of `divisor`, never dropping more than 10 %.
+
+    The rounding of the TensorFlow MobileNet reference (and torchvision's `_make_divisible`).
+
+    Args:
+      value: the unrounded channel count, e.g. `32 * width`.
+      divisor: the multiple to round to. Defaults to 8.
+      min_value: the smallest result allowed. Defaults to `divisor`.
+
+    Returns:
+      A positive multiple of `divisor`, at least `min_value` and at least `0.9 * value`.
+
+    Examples:
+      >>> make_divisible(32 * 0.75), make_divisible(16 * 0.25), make_divisible(1280 * 1.0)
+      (24, 8, 1280)
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def check_model_fields(
+    *, num_classes: int, width: float, dropout: float, conv: str, model: str
+) -> None:
+    """Validates the fields every model shares.
+
+    Raises:
+      ValueError: non-positive `num_classes` or `width`, `dropout` outside `[0, 1)`, or an
+        unknown `conv`.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"{model}: num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"{model}: width must be a positive number, got {width!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{model}: dropout must be in [0, 1), got {dropout!r}")
+    if conv not in CONVS:
+        raise ValueError(f"{model}: conv must be one of {CONVS}, got {conv!r}")
+
+
+def check_images(x: ArrayLike, dtype: Dtype, model: str) -> jax.Array:
+    """Checks a batch of images and casts it to the compute dtype.
+
+    Args:
+      x: `(N, H, W, C)` images, floating dtype (normalise integer images first).
+      dtype: the compute dtype to cast to.
+      model: the model's name, for the messages.
+
+    Returns:
+      `x` as a `jax.Array` of `dtype`.
+
+    Raises:
+      ValueError: `x` is not 4-D. TypeError: `x` is not floating.
+    """
+    x = jnp.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(
+            f"{model} expects images of shape (N, H, W, C) (e.g. (N, 32, 32, 3) for CIFAR), "
+            f"got shape {x.shape}"
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"{model} expects floating images (normalise integer pixels first), got {x.dtype}"
+        )
+    return x.astype(dtype)
+
+
+def batch_norm(
+    x: jax.Array,
+    train: bool,
+    *,
+    name: str,
+    momentum: float,
+    epsilon: float,
+    axis_name: str | None,
+    param_dtype: Dtype,
+) -> jax.Array:
+    """`nn.BatchNorm` named `name` in the calling module, computed in float32, in `x.dtype` out.
+
+    As the library's blocks do (`_module_utils.in_float32`): Flax's BatchNorm mixes a bfloat16
+    input with its float32 statistics, which strict dtype promotion rejects.
+    """
+    bn = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=momentum,
+        epsilon=epsilon,
+        axis_name=axis_name,
+        dtype=jnp.float32,
+        param_dtype=param_dtype,
+        name=name,
+    )
+    return mu.in_float32(bn, x)
+
+
+class ConvNormAct(nn.Module):
+    """Full K×K convolution (no bias) → BatchNorm → activation: the stem and the twin block.
+
+    The full-conv twin of a `SeparableBlock` (MobileNetV1 with `conv="full"`) is this block with
+    the same input/output channels and stride: one `(K, K, C_in, C_out)` kernel instead of a
+    `(K, K, 1, C_in)` depthwise and a `(C_in, C_out)` pointwise kernel.
+
+    Attributes:
+      features: output channels `C_out`.
+      kernel_size: `K` (square window). Defaults to 3.
+      strides: spatial stride. Defaults to 1.
+      act: activation, or `None` for a linear block (BN only). Defaults to `nn.relu`.
+      momentum, epsilon, axis_name: BatchNorm settings (PyTorch's 0.9 / 1e-5 by default).
+      dtype: compute dtype. Defaults to `None` (inferred from input and params).
+      param_dtype: parameter dtype. Defaults to float32.
+      precision: passed to the convolution.
+
+    Submodules: `conv` (`nn.Conv`, kernel `(K, K, C_in, C_out)`) and `norm` (`nn.BatchNorm`).
+    """
+
+    features: int
+    kernel_size: int = 3
+    strides: int = 1
+    act: Act | None = nn.relu
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    axis_name: str | None = None
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    precision: lax.PrecisionLike = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """Applies the block to `x: (N, H, W, C_in)`; returns `(N, H/s, W/s, features)`."""
+        k = self.kernel_size
+        x = nn.Conv(
+            self.features,
+            (k, k),
+            strides=self.strides,
+            padding="SAME",
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            precision=self.precision,
+            name="conv",
+        )(x)
+        x = batch_norm(
+            x,
+            train,
+            name="norm",
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            axis_name=self.axis_name,
+            param_dtype=self.param_dtype,
+        )
+        return x if self.act is None else self.act(x)

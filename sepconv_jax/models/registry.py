@@ -1,0 +1,80 @@
+"""Model registry: resolves a model name (e.g. `config.model`) to a constructed module."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+from flax import nnx
+
+from sepconv_jax.models import mobilenet_v1, mobilenet_v2
+
+_V1_TINY = dict(width=0.25, cfg=mobilenet_v1.TINY_CFG)
+_V2_TINY = dict(width=0.25, cfg=mobilenet_v2.TINY_CFG)
+
+
+def _mobilenet_v2_nnx(**kwargs: Any) -> nnx.Module:
+    """The nnx MobileNetV2 (imported on use: linen users need not load the nnx modules)."""
+    from sepconv_jax.models import mobilenet_v2_nnx
+
+    return mobilenet_v2_nnx.MobileNetV2(**kwargs)
+
+
+_MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
+    "mobilenet_v1": mobilenet_v1.MobileNetV1,
+    "mobilenet_v1_full": functools.partial(mobilenet_v1.MobileNetV1, conv="full"),
+    "mobilenet_v1_tiny": functools.partial(mobilenet_v1.MobileNetV1, **_V1_TINY),
+    "mobilenet_v1_tiny_full": functools.partial(mobilenet_v1.MobileNetV1, **_V1_TINY, conv="full"),
+    "mobilenet_v2": mobilenet_v2.MobileNetV2,
+    "mobilenet_v2_full": functools.partial(mobilenet_v2.MobileNetV2, conv="full"),
+    "mobilenet_v2_paper": functools.partial(
+        mobilenet_v2.MobileNetV2, shortcut="paper", always_expand=False
+    ),
+    "mobilenet_v2_tiny": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY),
+    "mobilenet_v2_tiny_full": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY, conv="full"),
+    "mobilenet_v2_nnx": _mobilenet_v2_nnx,
+    "mobilenet_v2_tiny_nnx": functools.partial(_mobilenet_v2_nnx, **_V2_TINY),
+}
+
+
+def list_models() -> list[str]:
+    """Returns the registered model names, sorted.
+
+    Examples:
+      >>> "mobilenet_v2" in list_models()
+      True
+    """
+    return sorted(_MODELS)
+
+
+def create(name: str, **kwargs: Any) -> nn.Module | nnx.Module:
+    """Builds a registered model by name.
+
+    Linen models (every name without `_nnx`) return an unbound `flax.linen.Module` called as
+    `model.apply(variables, x, train=...)`. The `*_nnx` names return an initialised
+    `flax.nnx.Module` and need `rngs=nnx.Rngs(seed)` among the keyword arguments.
+
+    Args:
+      name: one of `list_models()`, e.g. `"mobilenet_v2"`, `"mobilenet_v2_full"` (the full-conv
+        twin), `"mobilenet_v2_tiny"` (width 0.25, one block per stage: for tests).
+      **kwargs: model fields overriding the variant's, e.g. `num_classes=100`, `dtype=jnp.bfloat16`.
+
+    Returns:
+      The model.
+
+    Raises:
+      ValueError: unknown `name` (the message lists the known ones), or bad field values.
+      TypeError: an unknown keyword, or `rngs` missing for an nnx model.
+
+    Examples:
+      >>> model = create("mobilenet_v2", num_classes=100)
+      >>> model.num_classes, model.conv
+      (100, 'separable')
+      >>> create("mobilenet_v2_full").conv
+      'full'
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[name](**kwargs)
