@@ -1,0 +1,240 @@
+"""Pallas kernels (interpret mode on CPU) against XLA; routing; the conv_general_dilated drop-in.
+
+The kernels run here in Pallas interpret mode: the same kernel bodies the GPU compiles, on
+tiny shapes. Reference: XLA at `Precision.HIGHEST` on float32 copies of the inputs.
+Tolerances (‖out − ref‖ / ‖ref‖): float32 1e-5 (exact FMAs, fp32 dot at HIGHEST); bfloat16
+2e-2 (bf16 inputs, one bf16 rounding of the depthwise intermediate as in XLA's two ops).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+import sepconv_jax as sj
+from sepconv_jax import _args, conv_general
+from sepconv_jax.fused import fused_separable_conv
+from sepconv_jax.kernels import config
+
+HI = lax.Precision.HIGHEST
+TOL = {"float32": 1e-5, "bfloat16": 2e-2}
+GEOMS = [  # (window, stride, padding)
+    (3, 1, "SAME"),
+    (3, 2, "SAME"),
+    (3, 1, "VALID"),
+    (5, 1, "SAME"),
+    (5, 2, "VALID"),
+    (3, 2, ((1, 0), (0, 1))),
+]
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _inputs(seed, c=20, co=24, window=3, dtype="float32", hw=(7, 9)):
+    ks = jax.random.split(jax.random.key(seed), 6)
+    x = jax.random.normal(ks[0], (2, *hw, c), jnp.float32).astype(dtype)
+    dw = jax.random.normal(ks[1], (window, window, 1, c), jnp.float32).astype(dtype)
+    pw = jax.random.normal(ks[2], (c, co), jnp.float32).astype(dtype)
+    extras = dict(
+        scale=jax.random.normal(ks[3], (c,)),
+        shift=jax.random.normal(ks[4], (c,)),
+        bias=jax.random.normal(ks[5], (co,)),
+    )
+    return x, dw, pw, extras
+
+
+def _f32(*arrays):
+    return [a.astype(jnp.float32) for a in arrays]
+
+
+@pytest.mark.parametrize("window,stride,padding", GEOMS)
+def test_depthwise_matches_xla_float32(window, stride, padding):
+    x, dw, _, _ = _inputs(window * 10 + stride, window=window)
+    kw = dict(strides=stride, padding=padding, precision=HI)
+    out = sj.depthwise_conv(x, dw, implementation="pallas", **kw)
+    ref = sj.depthwise_conv(x, dw, implementation="xla", **kw)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert _rel(out, ref) < TOL["float32"]
+
+
+@pytest.mark.parametrize("window,stride,padding", GEOMS)
+def test_fused_matches_xla_float32(window, stride, padding):
+    x, dw, pw, extras = _inputs(window * 10 + stride + 1, window=window)
+    act = "relu6" if stride == 1 else "relu"
+    kw = dict(strides=stride, padding=padding, precision=HI, activation=act, **extras)
+    out = fused_separable_conv(x, dw, pw, implementation="pallas", **kw)
+    ref = fused_separable_conv(x, dw, pw, implementation="xla", **kw)
+    assert out.shape == ref.shape
+    assert _rel(out, ref) < TOL["float32"]
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_bfloat16_matches_float32_reference(stride):
+    x, dw, pw, extras = _inputs(40 + stride, c=16, co=32, dtype="bfloat16", hw=(6, 6))
+    kw = dict(strides=stride, padding="SAME", precision=HI)
+    out_dw = sj.depthwise_conv(x, dw, implementation="pallas", **kw)
+    ref_dw = sj.depthwise_conv(*_f32(x, dw), implementation="xla", **kw)
+    assert out_dw.dtype == jnp.bfloat16 and _rel(out_dw, ref_dw) < TOL["bfloat16"]
+    out = fused_separable_conv(x, dw, pw, implementation="pallas", **extras, **kw)
+    ref = fused_separable_conv(*_f32(x, dw, pw), implementation="xla", **extras, **kw)
+    assert out.dtype == jnp.bfloat16 and _rel(out, ref) < TOL["bfloat16"]
+
+
+def test_separable_conv_routes_to_fused_kernel():
+    x, dw, pw, _ = _inputs(5)
+    out = sj.separable_conv(x, dw, pw, strides=2, precision=HI, implementation="pallas")
+    ref = sj.separable_conv(x, dw, pw, strides=2, precision=HI, implementation="xla")
+    assert _rel(out, ref) < TOL["float32"]
+    jaxpr = str(
+        jax.make_jaxpr(lambda *a: sj.separable_conv(*a, implementation="pallas"))(x, dw, pw)
+    )
+    assert "pallas_call" in jaxpr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gradients_match_xla(dtype):
+    x, dw, pw, extras = _inputs(7, c=16, co=16, dtype=dtype, hw=(5, 6))
+    ct = jax.random.normal(jax.random.key(8), (2, 3, 3, 16), jnp.float32)
+
+    def loss(impl, x, dw, pw, scale, shift, bias):
+        y = fused_separable_conv(
+            x, dw, pw, scale=scale, shift=shift, bias=bias, activation="relu6", strides=2,
+            precision=HI, implementation=impl,
+        )  # fmt: skip
+        return jnp.sum(y.astype(jnp.float32) * ct)
+
+    args = (x, dw, pw, extras["scale"], extras["shift"], extras["bias"])
+    g_out = jax.jit(jax.grad(lambda *a: loss("pallas", *a), argnums=tuple(range(6))))(*args)
+    g_ref = jax.jit(jax.grad(lambda *a: loss("xla", *a), argnums=tuple(range(6))))(*args)
+    for a, b in zip(g_out, g_ref):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert _rel(a, b) < TOL[dtype]
+    g_dw = jax.grad(
+        lambda x, k: jnp.sum(sj.depthwise_conv(x, k, implementation="pallas") ** 2), (0, 1)
+    )(x, dw)
+    r_dw = jax.grad(
+        lambda x, k: jnp.sum(sj.depthwise_conv(x, k, implementation="xla") ** 2), (0, 1)
+    )(x, dw)
+    for a, b in zip(g_dw, r_dw):
+        assert _rel(a, b) < TOL[dtype]
+
+
+def test_auto_on_cpu_is_xla():
+    x, dw, pw, extras = _inputs(9)
+    assert jax.default_backend() == "cpu"
+    for f in (
+        lambda: sj.depthwise_conv(x, dw),
+        lambda: sj.separable_conv(x, dw, pw),
+        lambda: fused_separable_conv(x, dw, pw, activation="relu", **extras),
+    ):
+        assert "pallas_call" not in str(jax.make_jaxpr(f)())
+    out = sj.depthwise_conv(x, dw, precision=HI)
+    np.testing.assert_array_equal(out, sj.depthwise_conv(x, dw, precision=HI, implementation="xla"))
+
+
+def test_auto_table_is_explicit():
+    pad = _args.Padding("SAME", None, None)
+    g = config.geometry((256, 8, 8, 512), (3, 3), (1, 1), pad)
+    assert config.auto_takes_depthwise(g, jnp.bfloat16)
+    assert not config.auto_takes_depthwise(g, jnp.float32)
+    assert not config.auto_takes_depthwise(g._replace(n=8), jnp.bfloat16)
+    assert not config.auto_takes_fused(g, 512, jnp.bfloat16)
+
+
+@pytest.mark.parametrize(
+    "x_shape,k_shape,kwargs,match",
+    [
+        ((2, 8, 4), (3, 1, 4), {}, "2-D only"),
+        ((1, 6, 6, 4), (3, 3, 1, 8), {}, "channel multiplier"),
+        ((1, 6, 6, 4), (3, 3, 1, 4), {"dilation": 2}, "dilation"),
+        ((1, 6, 6, 4), (3, 3, 1, 4), {"padding": "CIRCULAR"}, "padding mode"),
+        ((1, 12, 12, 4), (9, 9, 1, 4), {}, "larger than"),
+    ],
+)
+def test_pallas_unsupported_raises(x_shape, k_shape, kwargs, match):
+    x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+    with pytest.raises(ValueError, match=match):
+        sj.depthwise_conv(x, k, implementation="pallas", **kwargs)
+    pw = jnp.ones((k_shape[-1], 3))
+    with pytest.raises(ValueError, match=match):
+        sj.separable_conv(x, k, pw, implementation="pallas", **kwargs)
+    sj.depthwise_conv(x, k, **kwargs)  # auto: XLA, no error
+
+
+def test_pallas_unsupported_dtype_raises():
+    x, k = jnp.ones((1, 6, 6, 4), jnp.float16), jnp.ones((3, 3, 1, 4), jnp.float16)
+    with pytest.raises(ValueError, match="float16"):
+        sj.depthwise_conv(x, k, implementation="pallas")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"activation": "gelu"}, "activation"),
+        ({"scale": jnp.ones((3,))}, "scale"),
+        ({"shift": jnp.ones((4, 1))}, "shift"),
+        ({"bias": jnp.ones((4,))}, "bias"),
+        ({"implementation": "cuda"}, "implementation"),
+    ],
+)
+def test_fused_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fused_separable_conv(
+            jnp.ones((1, 6, 6, 4)), jnp.ones((3, 3, 1, 4)), jnp.ones((4, 5)), **kwargs
+        )
+
+
+def test_fused_xla_path_any_rank_and_padding_mode():
+    x = jax.random.normal(jax.random.key(1), (2, 9, 4))
+    dw, pw = jax.random.normal(jax.random.key(2), (3, 1, 8)), jnp.ones((8, 5))
+    y = fused_separable_conv(x, dw, pw, padding="CAUSAL", activation="relu")
+    ref = sj.pointwise_conv(jax.nn.relu(sj.depthwise_conv(x, dw, padding="CAUSAL")), pw)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_general_dilated_drop_in_linen():
+    x = jax.random.normal(jax.random.key(3), (2, 9, 9, 16))
+    make = conv_general.make_conv_general_dilated
+    stock = nn.Conv(16, (3, 3), strides=2, feature_group_count=16, precision=HI)
+    params = stock.init(jax.random.key(4), x)
+    ref = stock.apply(params, x)
+    for impl in ("auto", "pallas"):
+        conv = nn.Conv(16, (3, 3), strides=2, feature_group_count=16, precision=HI,
+                       conv_general_dilated=make(impl))  # fmt: skip
+        out = conv.apply(params, x)
+        assert _rel(out, ref) < TOL["float32"]
+        has_kernel = "pallas_call" in str(jax.make_jaxpr(lambda x, c=conv: c.apply(params, x))(x))
+        assert has_kernel == (impl == "pallas")
+    # A dense conv goes to lax unchanged, even when "pallas" is forced.
+    dense = nn.Conv(8, (3, 3), conv_general_dilated=make("pallas"))
+    p = dense.init(jax.random.key(5), x)
+    jaxpr = str(jax.make_jaxpr(lambda x: dense.apply(p, x))(x))
+    assert "pallas_call" not in jaxpr and "conv_general_dilated" in jaxpr
+
+
+def test_conv_general_dilated_drop_in_nnx():
+    x = jax.random.normal(jax.random.key(6), (1, 6, 6, 8))
+    conv = nnx.Conv(8, 8, (3, 3), feature_group_count=8, precision=HI, rngs=nnx.Rngs(0),
+                    conv_general_dilated=conv_general.make_conv_general_dilated("pallas"))  # fmt: skip
+    ref = lax.conv_general_dilated(
+        x, conv.kernel[...], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=8, precision=HI,
+    ) + conv.bias[...].reshape(1, 1, 1, -1)  # fmt: skip
+    assert _rel(conv(x), ref) < TOL["float32"]
+
+
+def test_conv_general_dilated_signature_matches_lax():
+    import inspect
+
+    ours = inspect.signature(conv_general.conv_general_dilated).parameters
+    theirs = inspect.signature(lax.conv_general_dilated).parameters
+    assert list(ours) == list(theirs)
+    assert [p.default for p in ours.values()] == [p.default for p in theirs.values()]
