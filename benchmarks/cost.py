@@ -1,0 +1,217 @@
+"""Cost benchmark: params and FLOPs of the CIFAR MobileNets against their full-conv twins.
+
+Two accountings side by side: the library's (`sepconv_jax.cost.model_cost`) and XLA's
+(`cost_analysis()` of the compiled inference forward), with their ratio, and the saving of every
+separable net over its twin. Inference at batch 1 on 32×32×3 inputs. Runs on any backend:
+
+    python -m benchmarks.cost                      # writes benchmarks/results/cost.md
+    python -m benchmarks.cost --quick --out /tmp/cost.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/cost.py`: make the repo importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from sepconv_jax import models  # noqa: E402
+
+#: (separable net, its full-conv twin) per family.
+PAIRS = (("mobilenet_v1", "mobilenet_v1_full"), ("mobilenet_v2", "mobilenet_v2_full"))
+QUICK_PAIRS = (
+    ("mobilenet_v1_tiny", "mobilenet_v1_tiny_full"),
+    ("mobilenet_v2_tiny", "mobilenet_v2_tiny_full"),
+)
+INPUT_SHAPE = (1, 32, 32, 3)
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    params: int  # counted from the initialised variables' "params" collection
+    lib_params: int | None = None
+    lib_macs: int | None = None
+    lib_flops: int | None = None
+    lib_bytes: int | None = None
+    xla_flops: float | None = None
+    xla_bytes: float | None = None
+    error: str = ""
+
+
+def _short_error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0][:200]
+
+
+def _library_cost() -> Any:
+    """`sepconv_jax.cost`, or `None` in a build without it (then only XLA's side is shown)."""
+    try:
+        from sepconv_jax import cost
+    except ImportError:
+        return None
+    return cost
+
+
+def measure(name: str, input_shape: tuple[int, ...] = INPUT_SHAPE) -> Row:
+    """The library's and XLA's accounting of `models.create(name)` at `input_shape`."""
+    model = models.create(name)
+    # Shapes only: nothing is initialised or run, XLA compiles the forward for its analysis.
+    x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+    variables = jax.eval_shape(lambda a: model.init(jax.random.key(0), a, train=False), x)
+    params = int(sum(np.prod(p.shape) for p in jax.tree.leaves(variables["params"])))
+    row = Row(name, params)
+    errors = []
+    cost = _library_cost()
+    if cost is not None:
+        try:
+            c = cost.model_cost(model, input_shape)
+            row.lib_params, row.lib_macs = int(c.params), int(c.macs)
+            row.lib_flops, row.lib_bytes = int(c.flops), int(c.bytes)
+        except Exception as err:  # noqa: BLE001 - report, keep the XLA side
+            errors.append(f"library: {_short_error(err)}")
+    try:
+        fwd = jax.jit(lambda v, a: model.apply(v, a, train=False))
+        analysis = fwd.lower(variables, x).compile().cost_analysis()
+        if isinstance(analysis, list):  # older JAX: one dict per device
+            analysis = analysis[0]
+        row.xla_flops = float(analysis.get("flops", float("nan")))
+        row.xla_bytes = float(analysis.get("bytes accessed", float("nan")))
+    except Exception as err:  # noqa: BLE001
+        errors.append(f"XLA: {_short_error(err)}")
+    row.error = "; ".join(errors)
+    return row
+
+
+def _m(value: float | None) -> str:
+    return common.fmt(None if value is None else value / 1e6)
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or not b:
+        return "—"
+    return common.fmt(a / b, 3)
+
+
+def tables(rows: Sequence[Row], pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    by_name = {r.name: r for r in rows}
+    headers = [
+        "model",
+        "params",
+        "params (library)",
+        "MMACs (library)",
+        "MFLOPs (library)",
+        "MFLOPs (XLA)",
+        "XLA / library",
+        "MB (library)",
+        "MB accessed (XLA)",
+    ]
+    detail = [
+        [
+            r.name,
+            f"{r.params:,}",
+            f"{r.lib_params:,}" if r.lib_params is not None else "—",
+            _m(r.lib_macs),
+            _m(r.lib_flops),
+            _m(r.xla_flops),
+            _ratio(r.xla_flops, r.lib_flops),
+            _m(r.lib_bytes),
+            _m(r.xla_bytes),
+        ]
+        for r in rows
+    ]
+    saving_headers = [
+        "separable / full twin",
+        "params",
+        "MFLOPs (library)",
+        "MFLOPs (XLA)",
+        "params ×",
+        "FLOPs × (library)",
+        "FLOPs × (XLA)",
+    ]
+    saving = []
+    for sep, full in pairs:
+        s, f = by_name[sep], by_name[full]
+        saving.append(
+            [
+                f"{sep} / {full}",
+                f"{s.params:,} / {f.params:,}",
+                f"{_m(s.lib_flops)} / {_m(f.lib_flops)}",
+                f"{_m(s.xla_flops)} / {_m(f.xla_flops)}",
+                _ratio(f.params, s.params),
+                _ratio(f.lib_flops, s.lib_flops),
+                _ratio(f.xla_flops, s.xla_flops),
+            ]
+        )
+    return {"detail": (headers, detail), "saving": (saving_headers, saving)}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the *_tiny models (CI)")
+    parser.add_argument("--out", default=None, help="markdown path (default results/cost.md)")
+    args = parser.parse_args(argv)
+    if args.out is None and not args.quick:
+        args.out = str(common.RESULTS_DIR / "cost.md")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    t0 = time.perf_counter()
+    pairs = QUICK_PAIRS if args.quick else PAIRS
+    rows = []
+    for pair in pairs:
+        for name in pair:
+            rows.append(measure(name))
+            common.log(f"[{time.perf_counter() - t0:5.1f}s] {name}")
+    t = tables(rows, pairs)
+    errors = [f"- {r.name}: {r.error}" for r in rows if r.error]
+    legend = (
+        f"Inference forward, batch {INPUT_SHAPE[0]}, input {INPUT_SHAPE[1:]} (NHWC), float32. "
+        "`params` counted from the initialised variables; `library` = "
+        "`sepconv_jax.cost.model_cost` (FLOPs = 2 × MACs of convs and dense layers as the "
+        "library defines them); `XLA` = `jax.jit(...).lower(...).compile().cost_analysis()` "
+        "on this backend (it also counts normalisation, activations and pooling)."
+    )
+    env = common.environment()
+    env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
+    if args.out:
+        path = common.write_markdown(
+            args.out,
+            title="sepconv_jax cost: CIFAR MobileNets against their full-conv twins",
+            command=common.command_line("benchmarks.cost"),
+            env=env,
+            sections=[
+                ("Per model", legend + "\n\n" + common.markdown_table(*t["detail"])),
+                (
+                    "Savings of the separable nets",
+                    "`×` = full twin over separable net.\n\n" + common.markdown_table(*t["saving"]),
+                ),
+                ("Errors", "\n".join(errors) or "none"),
+            ],
+        )
+        common.log(f"wrote {path}")
+    print(f"\n{dict(env)['device']}; batch 1, 32×32×3, inference")
+    print(common.text_table(*t["detail"]))
+    print()
+    print(common.text_table(*t["saving"]))
+    if _library_cost() is None:
+        print("sepconv_jax.cost is not in this build: the library columns are empty")
+    for e in errors:
+        print(e)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""pytorch-cifar's MobileNetV2 (2,296,922 parameters) in PyTorch: the peer of the train-step bench.
+
+Imported only where torch is installed. The layout is kuangliu/pytorch-cifar `models/mobilenetv2.py`:
+stem 3×3 conv 32 (stride 1); blocks `(expansion, out, n, stride)` from `CFG`, each 1×1 expand →
+3×3 depthwise → 1×1 project with BN after each and ReLU after the first two, and a 1×1 conv + BN
+shortcut at stride 1 when in != out (identity when in == out); 1×1 conv 320 → 1280; global
+average pool; linear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import nn
+
+CFG = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
+CFG += ((6, 320, 1, 1),)
+NUM_PARAMS = 2_296_922
+
+
+class Block(nn.Module):
+    """Expand 1×1 → depthwise 3×3 → project 1×1 (linear bottleneck), with the shortcut."""
+
+    def __init__(self, cin: int, cout: int, expansion: int, stride: int):
+        super().__init__()
+        planes = expansion * cin
+        self.stride = stride
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, groups=planes, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride == 1 and cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Any) -> Any:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return out + self.shortcut(x) if self.stride == 1 else out
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 for 32×32 images, `(N, 3, 32, 32)` → `(N, num_classes)` logits."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        blocks, cin = [], 32
+        for t, c, n, s in CFG:
+            for i in range(n):
+                blocks.append(Block(cin, c, t, s if i == 0 else 1))
+                cin = c
+        self.layers = nn.Sequential(*blocks)
+        self.conv2 = nn.Conv2d(cin, 1280, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(1280)
+        self.linear = nn.Linear(1280, num_classes)
+
+    def forward(self, x: Any) -> Any:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layers(out)
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
