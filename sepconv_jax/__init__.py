@@ -1,5 +1,13 @@
-"""sepconv_jax: depthwise-separable convolutions for JAX and Flax."""
+"""sepconv_jax: depthwise-separable convolutions for JAX and Flax.
 
+The functional ops live at the top level; `linen` and `nnx` hold the Flax modules over them,
+`models` the CIFAR MobileNets and their full-conv twins, `cost` the parameter / FLOP / byte
+accounting, and `kernels` the Pallas GPU kernels behind `implementation="auto"`.
+"""
+
+from sepconv_jax import cost, linen, models, nnx
+from sepconv_jax.conv_general import conv_general_dilated, make_conv_general_dilated
+from sepconv_jax.fused import fused_separable_conv
 from sepconv_jax.ops import (
     depthwise_conv,
     full_to_separable,
@@ -11,8 +19,15 @@ from sepconv_jax.ops import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "conv_general_dilated",
+    "cost",
     "depthwise_conv",
     "full_to_separable",
+    "fused_separable_conv",
+    "linen",
+    "make_conv_general_dilated",
+    "models",
+    "nnx",
     "pointwise_conv",
     "separable_conv",
     "separable_to_full",
