@@ -1,0 +1,5 @@
+"""`python -m train`: see `train/main.py`."""
+
+from train.main import run
+
+run()

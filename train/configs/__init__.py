@@ -1,0 +1,1 @@
+"""Training configs (ml_collections files passed to `python -m train --config=...`)."""

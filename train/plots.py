@@ -1,0 +1,49 @@
+"""Loss and accuracy curves of a run, drawn from its `metrics.jsonl` into a PNG."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on training machines or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list, list]:
+    points = [(e["step"], e[key]) for e in events if e["event"] == kind and key in e]
+    points = [(s, v) for s, v in points if isinstance(v, (int, float))]
+    return [s for s, _ in points], [v for _, v in points]
+
+
+def plot_curves(
+    events: Sequence[dict[str, Any]], path: str | pathlib.Path, title: str = ""
+) -> None:
+    """Writes a two-panel PNG: loss (train, test) and accuracy (train, test) against step.
+
+    Args:
+      events: the records of `metrics.jsonl` (`"train"` events with `loss`/`accuracy`, `"eval"`
+        events with `test_loss`/`test_accuracy`).
+      path: the PNG to write.
+      title: a figure title, e.g. the model and run.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, train_key, test_key, label in (
+        (ax_loss, "loss", "test_loss", "loss"),
+        (ax_acc, "accuracy", "test_accuracy", "accuracy"),
+    ):
+        steps, values = _series(events, "train", train_key)
+        ax.plot(steps, values, label=f"train {label}", linewidth=1)
+        steps, values = _series(events, "eval", test_key)
+        ax.plot(steps, values, "o-", label=f"test {label}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
