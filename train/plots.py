@@ -13,8 +13,10 @@ matplotlib.use("Agg")  # files only: no display on training machines or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _series(events: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list, list]:
-    points = [(e["step"], e[key]) for e in events if e["event"] == kind and key in e]
+def _series(
+    events: Sequence[dict[str, Any]], kind: str, key: str, x: str = "step"
+) -> tuple[list, list]:
+    points = [(e[x], e[key]) for e in events if e["event"] == kind and key in e and x in e]
     points = [(s, v) for s, v in points if isinstance(v, (int, float))]
     return [s for s, _ in points], [v for _, v in points]
 
@@ -41,6 +43,34 @@ def plot_curves(
         ax.plot(steps, values, "o-", label=f"test {label}")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_comparison(
+    runs: dict[str, Sequence[dict[str, Any]]], path: str | pathlib.Path, title: str = ""
+) -> None:
+    """Writes a two-panel PNG comparing runs: test accuracy and training loss against epoch.
+
+    Args:
+      runs: label → the run's `metrics.jsonl` records (`"eval"` and `"train"` events, each with
+        `epoch`).
+      path: the PNG to write.
+      title: a figure title.
+    """
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for label, events in runs.items():
+        epochs, values = _series(events, "eval", "test_accuracy", x="epoch")
+        ax_acc.plot(epochs, values, "o-", markersize=3, label=label)
+        epochs, values = _series(events, "train", "loss", x="epoch")
+        ax_loss.plot(epochs, values, linewidth=1, label=label)
+    for ax, name in ((ax_acc, "test accuracy"), (ax_loss, "training loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
