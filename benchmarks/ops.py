@@ -38,6 +38,7 @@ from jax import lax  # noqa: E402
 
 import sepconv_jax as sj  # noqa: E402
 from benchmarks import common  # noqa: E402
+from sepconv_jax import cost  # noqa: E402
 
 KERNEL = 3
 #: (B, H, W, C, C_out) per named set; 3×3, stride 1, SAME padding throughout.
@@ -114,6 +115,7 @@ class Problem:
 
 
 def _formula_flops(op: str, shape: tuple[int, ...]) -> int:
+    """The closed form (2 FLOPs per multiply-add, padding taps counted), for checking the library."""
     b, h, w, c, co = shape
     dw = 2 * b * h * w * c * KERNEL * KERNEL
     if op == "dw":
@@ -124,30 +126,15 @@ def _formula_flops(op: str, shape: tuple[int, ...]) -> int:
 
 
 def _fwd_flops(op: str, shape: tuple[int, ...]) -> int:
-    """FLOPs of `sepconv_jax.cost` (the library's own accounting) or, without it, the formula."""
-    try:
-        return _library_flops(op, shape)
-    except Exception as err:  # noqa: BLE001 - the table must not die on the accounting
-        if not _warned:
-            _warned.append(True)
-            common.log(f"sepconv_jax.cost unavailable ({_short_error(err)}); FLOPs from formula")
-        return _formula_flops(op, shape)
-
-
-_warned: list[bool] = []
-
-
-def _library_flops(op: str, shape: tuple[int, ...]) -> int:
-    from sepconv_jax import cost
-
+    """Forward FLOPs from `sepconv_jax.cost` (the library's own accounting; SAME, stride 1)."""
     b, h, w, c, co = shape
-    x_shape = (b, h, w, c)
+    x_shape, window = (b, h, w, c), (KERNEL, KERNEL)
     if op == "dw":
-        result = cost.depthwise_cost(x_shape, kernel_size=(KERNEL, KERNEL), use_bias=False)
+        result = cost.depthwise_cost(x_shape, window)
     elif op == "sep":
-        result = cost.separable_cost(x_shape, co, kernel_size=(KERNEL, KERNEL), use_bias=False)
+        result = cost.separable_cost(x_shape, window, co)
     else:
-        result = cost.full_cost(x_shape, co, kernel_size=(KERNEL, KERNEL), use_bias=False)
+        result = cost.full_cost(x_shape, window, co)
     return int(result.flops)
 
 

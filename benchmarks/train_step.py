@@ -355,7 +355,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = dict(
         batch=[8] if quick else [256, 512],
         impls=["jax", "torch"] if quick else list(IMPLS),
-        models="mobilenet_v2_tiny,mobilenet_v2_tiny_full"
+        models="mobilenet_v1_tiny,mobilenet_v1_tiny_full"
         if quick
         else "mobilenet_v2,mobilenet_v2_full",
         warmup=1 if quick else 5,

@@ -109,3 +109,9 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
     from benchmarks import torch_mobilenet_v2 as tm
 
     assert tm.num_params(tm.MobileNetV2()) == tm.NUM_PARAMS == 2_296_922
+
+
+@pytest.mark.parametrize("op", ["dw", "sep", "full"])
+def test_library_flops_match_the_closed_form(op):
+    shape = (2, 6, 5, 3, 7)
+    assert ops_bench._fwd_flops(op, shape) == ops_bench._formula_flops(op, shape)

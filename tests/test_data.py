@@ -212,6 +212,79 @@ def test_eval_batches_cover_each_example_once_with_a_mask():
         list(data.eval_batches(images, labels, batch_size=15, num_devices=2))
 
 
+def test_on_device_batches_are_the_raw_uint8_of_the_same_order():
+    """`on_device=True`: the host path's permutation, raw uint8, resumable; eval uint8 too."""
+    images, labels = _random_split()
+    raw = _batches(images, labels, augment=False, on_device=True)
+    host = _batches(images, labels, augment=False)
+    assert len(raw) == len(host) == 5
+    for r, h in zip(raw, host, strict=True):
+        assert r["image"].dtype == np.uint8 and r["image"].shape == (8, 32, 32, 3)
+        assert r["label"].dtype == np.int32
+        np.testing.assert_array_equal(r["label"], h["label"])
+        np.testing.assert_array_equal(data.normalize(r["image"]), h["image"])
+    resumed = _batches(images, labels, augment=False, on_device=True, start_step=2)
+    for a, b in zip(raw[2:], resumed, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+    with pytest.raises(ValueError, match="augment=True with on_device=True"):
+        _batches(images, labels, augment=True, on_device=True)
+    batches = list(data.eval_batches(images, labels, batch_size=16, num_devices=2, on_device=True))
+    assert all(b["image"].dtype == np.uint8 for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches])[:40], images)
+    assert not batches[-1]["image"][8:].any()
+
+
+def test_device_crop_flip_and_normalize_equal_the_numpy_reference():
+    """Given the same offsets and flips, `augment.crop_flip` is `data.crop_flip` pixel for pixel
+    (every offset and both flips occur); `augment.normalize` matches `data.normalize` to 1 ulp-ish
+    (float32: XLA may fuse the multiply-add; atol 1e-6 on values within ±3).
+    """
+    import jax.numpy as jnp
+
+    from train import augment
+
+    rng = np.random.default_rng(7)
+    n = 2 * 81
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    grid = np.stack(np.meshgrid(np.arange(9), np.arange(9), indexing="ij"), -1).reshape(81, 2)
+    offsets = np.concatenate([grid, grid]).astype(np.int32)
+    flips = np.arange(n) >= 81
+    want = data.crop_flip(images, offsets, flips)
+    got = augment.crop_flip(jnp.asarray(images), jnp.asarray(offsets), jnp.asarray(flips))
+    assert got.dtype == jnp.uint8
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_allclose(
+        np.asarray(augment.normalize(jnp.asarray(want))), data.normalize(want), rtol=0, atol=1e-6
+    )
+
+
+def test_device_augment_depends_on_key_and_global_index_only():
+    """A shard augmented with its `index_offset` equals that slice of the whole batch; the draws
+    cover every offset and flip about half; other keys draw otherwise."""
+    import jax
+    import jax.numpy as jnp
+
+    from train import augment
+
+    images = jnp.asarray(_random_split(n=64, seed=4)[0])
+    key = jax.random.PRNGKey(11)
+    whole = np.asarray(augment.augment(images, key))
+    part = np.asarray(augment.augment(images[16:32], key, index_offset=16))
+    np.testing.assert_array_equal(part, whole[16:32])
+    assert not np.array_equal(np.asarray(augment.augment(images, jax.random.PRNGKey(12))), whole)
+    offsets, flips = augment.random_crop_flip_params(key, 2048)
+    assert set(np.unique(np.asarray(offsets)).tolist()) == set(range(9))
+    assert 0.45 < float(np.mean(np.asarray(flips))) < 0.55
+    _, none = augment.random_crop_flip_params(key, 64, flip=False)
+    assert not np.asarray(none).any()
+    # Each output is its image's padded crop, mirrored or not (the numpy reference's semantics).
+    offsets, flips = augment.random_crop_flip_params(key, 64)
+    want = data.normalize(data.crop_flip(np.asarray(images), np.asarray(offsets), flips))
+    np.testing.assert_allclose(whole, want, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="uint8"):
+        augment.augment(images.astype(jnp.float32), key)
+
+
 def test_decode_pngs_round_trips_every_png_filter_and_jpeg():
     rng = np.random.default_rng(0)
     smooth = np.cumsum(rng.integers(0, 3, (20, 32, 32, 3)), axis=2).astype(np.uint8)

@@ -78,7 +78,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     the data position (epoch, step in epoch), so nothing may differ.
     """
     data_dir = _train_utils.tiny_dataset(tmp_path)
-    config = _config(data_dir, async_checkpointing=True)
+    # One persistent compilation cache for the three runs: the second and third skip compiling.
+    config = _config(
+        data_dir, async_checkpointing=True, compilation_cache_dir=str(tmp_path / "jax_cache")
+    )
     steps_per_epoch = _train_utils.NUM_TRAIN // config.batch_size
     total = config.num_epochs * steps_per_epoch
 

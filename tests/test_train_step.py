@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from sepconv_jax import models
 from train import optim, parallel, step
@@ -18,17 +19,26 @@ BATCH = 16
 
 
 def _batches(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Raw uint8 batches, as `data.train_batches(on_device=True)` yields them."""
     rs = np.random.RandomState(seed)
     return [
         {
-            "image": rs.randn(BATCH, *IMAGE).astype(np.float32),
+            "image": rs.randint(0, 256, (BATCH, *IMAGE)).astype(np.uint8),
             "label": rs.randint(0, NUM_CLASSES, BATCH).astype(np.int32),
         }
         for _ in range(n)
     ]
 
 
-def _setup(kind: str, devices, model_name="mobilenet_v1_tiny", conv="separable", lr=0.1, wrap=None):
+def _setup(
+    kind: str,
+    devices,
+    model_name="mobilenet_v1_tiny",
+    conv="separable",
+    lr=0.1,
+    wrap=None,
+    augment=True,
+):
     schedule = optim.learning_rate_schedule(lr, total_steps=10, warmup_steps=1)
     tx = optim.create_optimizer("sgd", schedule, momentum=0.9, weight_decay=5e-3)
     model = models.create(
@@ -41,6 +51,7 @@ def _setup(kind: str, devices, model_name="mobilenet_v1_tiny", conv="separable",
         learning_rate_fn=schedule,
         num_classes=NUM_CLASSES,
         label_smoothing=0.1,
+        augment=augment,
     )
     if wrap is not None:
         train_step = wrap(train_step)
@@ -59,9 +70,11 @@ def _run(driver, state, batches):
 def test_drivers_agree_with_one_device_on_the_global_batch():
     """shard_map (8 and 1 devices) and pmap (8) give the plain single-device jit's state.
 
-    BatchNorm is synchronised over the data axis, so every driver computes the same function of
-    the global batch; only float32 summation order differs. Tolerance after 3 SGD steps:
-    rtol 1e-4, atol 1e-5 on params, batch_stats and optimizer state (measured: < 5e-6).
+    With on-device augmentation: each example's crop and flip depend on its index in the global
+    batch, not on the device holding it. BatchNorm is synchronised over the data axis, so every
+    driver computes the same function of the global batch; only float32 summation order
+    differs. Tolerance after 3 SGD steps: rtol 1e-4, atol 1e-5 on params, batch_stats and
+    optimizer state (measured: < 5e-6).
     """
     batches = _batches(3)
     devices = jax.devices()
@@ -79,6 +92,32 @@ def test_drivers_agree_with_one_device_on_the_global_batch():
     # The state moved: the comparison is not between two copies of the initial state.
     delta = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), reference.params, initial.params)
     assert max(jax.tree.leaves(delta)) > 1e-3
+
+
+def test_step_input_is_the_global_batch_augmented_per_example():
+    """Each device's shard gets the crops of its examples' global indices; eval normalises.
+
+    The step's model input under shard_map over 4 devices equals `augment.augment` of the whole
+    batch with the step's key (up to a fused multiply-add's rounding).
+    """
+    from train import augment
+
+    images = _batches(1, seed=3)[0]["image"]
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:4]), ("data",))
+    key = step.augment_key(jax.random.PRNGKey(0), jnp.int32(3))
+
+    def shard(x):
+        return step.prepare_images(x, augment=True, key=key, axis_name="data")
+
+    got = jax.jit(parallel._shard_map(shard, mesh, in_specs=P("data"), out_specs=P("data")))(images)
+    want = augment.augment(jnp.asarray(images), key)
+    # atol: jit may fuse normalisation's multiply-add (1 ulp); a wrong crop is off by >= 0.015.
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
+    assert not np.array_equal(np.asarray(want), np.asarray(augment.normalize(images)))
+    plain = step.prepare_images(jnp.asarray(images), augment=False)
+    np.testing.assert_allclose(np.asarray(plain), augment.normalize(images), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="augment=True needs uint8 images"):
+        step.prepare_images(jnp.zeros((2, *IMAGE), jnp.float32), augment=True)
 
 
 def test_shard_map_step_traces_once():
@@ -100,7 +139,7 @@ def test_shard_map_step_traces_once():
 @pytest.mark.parametrize("conv", ["separable", "full"])
 def test_loss_decreases_on_a_fixed_batch(conv):
     """Both the separable net and its full-conv twin overfit one batch (no augmentation)."""
-    driver, state = _setup("jit", jax.devices()[:1], conv=conv, lr=0.05)
+    driver, state = _setup("jit", jax.devices()[:1], conv=conv, lr=0.05, augment=False)
     batch = driver.put_batch(_batches(1, seed=1)[0])
     losses = []
     for _ in range(12):

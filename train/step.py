@@ -11,8 +11,13 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from train import augment as augment_lib
+
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
+
+#: `fold_in` data of the augmentation stream under a step's key (dropout uses device indices).
+_AUGMENT_STREAM = 2**31 - 1
 
 
 @flax.struct.dataclass
@@ -24,7 +29,9 @@ class TrainState:
       params: float32 parameters.
       batch_stats: BatchNorm running statistics.
       opt_state: the optax state (float32, like the parameters).
-      rng: uint32 `(2,)` raw key; step `t` on device `d` uses `fold_in(fold_in(rng, t), d)`.
+      rng: uint32 `(2,)` raw key; step `t` on device `d` uses `fold_in(fold_in(rng, t), d)` for
+        dropout, and example `i` of the global batch `fold_in(augment_key(rng, t), i)` for
+        its augmentation.
     """
 
     step: jax.Array
@@ -98,6 +105,54 @@ def _pmean(tree: Any, axis_name: str | None) -> Any:
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
+def augment_key(rng: jax.Array, step: jax.Array) -> jax.Array:
+    """The augmentation key of step `step`: the same on every device (a function of the run)."""
+    return jax.random.fold_in(jax.random.fold_in(rng, step), _AUGMENT_STREAM)
+
+
+def _first_index(batch_size: int, axis_name: str | None) -> jax.Array | int:
+    """Global index of this device's first example (its shard of the global batch)."""
+    return 0 if axis_name is None else lax.axis_index(axis_name) * batch_size
+
+
+def prepare_images(
+    images: jax.Array,
+    *,
+    augment: bool,
+    key: jax.Array | None = None,
+    axis_name: str | None = None,
+) -> jax.Array:
+    """The model's float32 input from a batch shard: uint8 augmented (or not) and normalised.
+
+    Args:
+      images: uint8 `(B_local, H, W, 3)` (raw pixels: augmented if `augment`, then normalised)
+        or float32 (already normalised on the host: passed through).
+      augment: pad-4 random crop + flip, example `i` of the global batch drawn from
+        `fold_in(key, i)`, so every driver splitting the same global batch draws the same.
+      key: the step's augmentation key (`augment_key`); needed when `augment`.
+      axis_name: the data axis, or `None` (this shard is the whole batch).
+
+    Returns:
+      float32 `(B_local, H, W, 3)`.
+
+    Raises:
+      ValueError: `augment` with float images (augment those on the host) or without `key`.
+    """
+    if images.dtype == jnp.uint8:
+        if not augment:
+            return augment_lib.normalize(images)
+        if key is None:
+            raise ValueError("augment=True needs the step's augmentation key, got key=None")
+        offset = _first_index(images.shape[0], axis_name)
+        return augment_lib.augment(images, key, index_offset=offset)
+    if augment:
+        raise ValueError(
+            f"augment=True needs uint8 images (data.train_batches(on_device=True)), got "
+            f"{images.dtype}: float images are taken as augmented and normalised on the host"
+        )
+    return images.astype(jnp.float32)
+
+
 def train_step(
     state: TrainState,
     batch: Batch,
@@ -108,6 +163,7 @@ def train_step(
     num_classes: int,
     label_smoothing: float,
     axis_name: str | None,
+    augment: bool = False,
 ) -> tuple[TrainState, Metrics]:
     """One optimisation step on this device's shard of the global batch.
 
@@ -119,13 +175,16 @@ def train_step(
 
     Args:
       state: the replicated train state.
-      batch: `image` `(B_local, H, W, C)` float32, `label` `(B_local,)` int32.
+      batch: `image` `(B_local, H, W, C)` uint8 (raw pixels, normalised here) or float32
+        (normalised on the host), `label` `(B_local,)` int32.
       model: the linen model (built with `axis_name`).
       tx: the optimizer.
       learning_rate_fn: the schedule (for the logged `learning_rate` only; `tx` has its own).
       num_classes: number of classes.
       label_smoothing: label smoothing of the training loss.
       axis_name: the data axis, or `None` on one device without a named axis.
+      augment: pad-4 random crop + horizontal flip of uint8 images on the device, per example
+        of the global batch (`prepare_images`). Defaults to False.
 
     Returns:
       `(new_state, metrics)`; metrics are float32 scalars averaged over devices: `loss`
@@ -133,11 +192,17 @@ def train_step(
     """
     key = jax.random.fold_in(state.rng, state.step)
     key = jax.random.fold_in(key, 0 if axis_name is None else lax.axis_index(axis_name))
+    images = prepare_images(
+        batch["image"],
+        augment=augment,
+        key=augment_key(state.rng, state.step) if augment else None,
+        axis_name=axis_name,
+    )
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         variables = {"params": params, "batch_stats": state.batch_stats}
         logits, updates = model.apply(
-            variables, batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": key}
+            variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": key}
         )
         loss = jnp.mean(cross_entropy(logits, batch["label"], num_classes, label_smoothing))
         return loss, (logits, updates["batch_stats"])
@@ -173,7 +238,8 @@ def eval_step(
 
     Args:
       state: the replicated train state.
-      batch: `image` `(B_local, H, W, C)`, `label` `(B_local,)`, `mask` `(B_local,)` (1 for
+      batch: `image` `(B_local, H, W, C)` (uint8 raw pixels, normalised here, or float32
+        normalised), `label` `(B_local,)`, `mask` `(B_local,)` (1 for
         real examples, 0 for the padding that keeps every eval batch the same shape).
       model: the linen model.
       num_classes: number of classes.
@@ -183,7 +249,8 @@ def eval_step(
       float32 sums `loss` (unsmoothed cross-entropy), `correct` and `count` over real examples.
     """
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    logits = model.apply(variables, batch["image"], train=False)
+    images = prepare_images(batch["image"], augment=False)
+    logits = model.apply(variables, images, train=False)
     mask = batch["mask"].astype(jnp.float32)
     loss = cross_entropy(logits, batch["label"], num_classes)
     correct = (jnp.argmax(logits, axis=-1) == batch["label"]).astype(jnp.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import pathlib
 import time
@@ -89,7 +90,7 @@ def evaluate(
     """
     sums = []
     for batch in data.eval_batches(
-        images, labels, batch_size=batch_size, num_devices=driver.num_devices
+        images, labels, batch_size=batch_size, num_devices=driver.num_devices, on_device=True
     ):
         batch = driver.put_batch({k: batch[k] for k in ("image", "label", "mask")})
         sums.append(driver.get_metrics(driver.eval_step(state, batch)))
@@ -202,6 +203,7 @@ class _Run:
             learning_rate_fn=schedule,
             num_classes=config.num_classes,
             label_smoothing=config.label_smoothing,
+            augment=config.augment,
         )
         eval_step = functools.partial(step.eval_step, model=model, num_classes=config.num_classes)
         self.driver = parallel.make_driver(config.parallel, train_step, eval_step, self.devices)
@@ -227,6 +229,8 @@ class _Run:
             self.best = meta["best"]
             self.log.truncate_after(self.resumed_from)
             logging.info("resumed from %s", self.ckpts.path(self.resumed_from))
+        elif self.log.path.exists():  # a fresh start: drop what a killed first attempt logged
+            self.log.truncate_after(-1)
         self.state = self.driver.put_state(state)
         self.step = int(jax.device_get(self.driver.get_state(self.state).step))
         self.log.write(
@@ -246,6 +250,7 @@ class _Run:
         self.meter = TrainMeter(config.batch_size)
         self.timing: dict[str, float | None] = {"time_to_first_step_s": None}
         self.last_eval: dict[str, float] | None = None
+        self.last_plot = -math.inf
 
     def _last_good(self) -> str:
         self.ckpts.wait()
@@ -299,9 +304,16 @@ class _Run:
         )
         logging.info("eval %s", format_summary(record))
         self._save(metrics)
+        if time.perf_counter() - self.last_plot >= self.config.get("plot_every_s", 0.0):
+            self._plot()
+        self.last_eval = metrics
+        self.meter.restart_clock()  # step times exclude the eval, the checkpoint and the plot
+
+    def _plot(self) -> None:
+        """Redraws `curves.png` from the log (~0.5-1 s of matplotlib: throttled by the config)."""
         title = f"{self.config.model} ({self.config.conv})"
         plots.plot_curves(self.log.read(), self.workdir / "curves.png", title=title)
-        self.last_eval = metrics
+        self.last_plot = time.perf_counter()
 
     def _train_epoch(self) -> None:
         """Steps to the end of the current epoch (or `total_steps`), from wherever it stands."""
@@ -312,9 +324,9 @@ class _Run:
             batch_size=config.batch_size,
             seed=config.seed,
             epoch=epoch,
-            augment=config.augment,
             num_devices=len(self.devices),
             start_step=offset,
+            on_device=True,  # uint8; the step augments (config.augment) and normalises
         )
         batches = (
             self.driver.put_batch({"image": b["image"], "label": b["label"]}) for b in batches
@@ -358,6 +370,7 @@ class _Run:
                     self._save()
             if self.last_eval is None:  # resumed at the end: nothing left to train
                 self._evaluate_and_save()
+            self._plot()
             self.ckpts.wait()
         finally:
             self.bar.close()

@@ -57,5 +57,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.async_checkpointing = True
     config.eval_every_epochs = 1
     config.log_every_steps = 50
+    config.plot_every_s = 60.0  # redraw curves.png at most this often (and at the end)
     config.progress_bar = True  # tqdm; silent when stderr is not a terminal
     return config
