@@ -10,6 +10,10 @@ Every row: median ms and interquartile spread over input sets rotated so that no
 from cache, achieved GB/s and % of the bandwidth floor (one read of every input, one write of
 every output, at the copy bandwidth measured in the same run), FLOPs, and the time over the full
 3×3 conv of the same framework that the separable conv replaces.
+
+This file is the driver and command line; the problems (shapes, bytes, FLOPs) are in
+`op_problems.py`, the contenders and their inputs in `op_contenders.py`, the tables in
+`op_tables.py`.
 """
 
 from __future__ import annotations
@@ -20,283 +24,39 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
 
 if __package__ in (None, ""):  # `python benchmarks/ops.py`: make the repo importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import linen as nn  # noqa: E402
-from jax import lax  # noqa: E402
 
-import sepconv_jax as sj  # noqa: E402
 from benchmarks import common  # noqa: E402
-from sepconv_jax import cost  # noqa: E402
+from benchmarks.op_contenders import (  # noqa: E402
+    CONTENDER_ORDER,
+    JAX_CONTENDERS,
+    fwdbwd,
+    jax_inputs,
+    pallas_available,
+    torch_fn,
+    torch_inputs,
+    torch_setup,
+)
+from benchmarks.op_problems import (  # noqa: E402
+    DTYPES,
+    OPS,
+    SHAPE_SETS,
+    Problem,
+    formula_flops,
+    library_fwd_flops,
+)
+from benchmarks.op_tables import Row, detail_table, summary_table  # noqa: E402
 
-KERNEL = 3
-#: (B, H, W, C, C_out) per named set; 3×3, stride 1, SAME padding throughout.
-SHAPE_SETS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {
-    "gpu": (
-        (256, 32, 32, 128, 128),
-        (256, 16, 16, 256, 256),
-        (256, 8, 8, 512, 512),
-        (128, 56, 56, 128, 128),
-        (128, 28, 28, 256, 256),
-        (128, 14, 14, 512, 512),
-        (128, 7, 7, 1024, 1024),
-    ),
-    "cpu-small": ((16, 32, 32, 32, 32), (16, 16, 16, 64, 64), (8, 8, 8, 128, 128)),
-    "quick": ((2, 8, 8, 8, 16),),
-}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-OPS = ("dw", "sep", "full")
-OP_TITLES = {"dw": "depthwise 3×3", "sep": "separable (dw 3×3 + pw 1×1)", "full": "full 3×3"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """One op at one shape, dtype and pass."""
-
-    op: str
-    shape: tuple[int, int, int, int, int]
-    dtype: str
-    passes: str  # "fwd" or "fwdbwd"
-
-    @property
-    def label(self) -> str:
-        return "×".join(map(str, self.shape[:3])) + f"×{self.shape[3]}→{self.shape[4]}"
-
-    @property
-    def out_channels(self) -> int:
-        return self.shape[3] if self.op == "dw" else self.shape[4]
-
-    def weight_shapes(self) -> list[tuple[int, ...]]:
-        """Kernel shapes in sepconv_jax's layout: dw `(3,3,1,C)`, pw `(C,Co)`, full `(3,3,C,Co)`."""
-        _, _, _, c, co = self.shape
-        if self.op == "dw":
-            return [(KERNEL, KERNEL, 1, c)]
-        if self.op == "sep":
-            return [(KERNEL, KERNEL, 1, c), (c, co)]
-        return [(KERNEL, KERNEL, c, co)]
-
-    def floor_bytes(self) -> int:
-        """Fewest bytes moved: fwd reads x and weights and writes y; bwd reads x, weights and dy
-        and writes dx and dweights (intermediates of the separable conv never leave the chip)."""
-        b, h, w, c, _ = self.shape
-        item = np.dtype(DTYPES[self.dtype]).itemsize
-        x = b * h * w * c * item
-        y = b * h * w * self.out_channels * item
-        wts = sum(math.prod(s) for s in self.weight_shapes()) * item
-        fwd = x + wts + y
-        return fwd if self.passes == "fwd" else fwd + (y + x + wts) + (x + wts)
-
-    def fwd_flops(self) -> int:
-        """Forward FLOPs (2 per multiply-add), from `sepconv_jax.cost` where it is available."""
-        return _fwd_flops(self.op, self.shape)
-
-    def flops(self) -> int:
-        # Backward = grad wrt input + grad wrt weights, each as many FLOPs as the forward.
-        return self.fwd_flops() * (1 if self.passes == "fwd" else 3)
-
-    def bytes_per_set(self) -> int:
-        b, h, w, c, _ = self.shape
-        item = np.dtype(DTYPES[self.dtype]).itemsize
-        x = b * h * w * c * item
-        y = b * h * w * self.out_channels * item
-        wts = sum(math.prod(s) for s in self.weight_shapes()) * item
-        return x + wts + y * (2 if self.passes == "fwdbwd" else 1)
-
-
-def _formula_flops(op: str, shape: tuple[int, ...]) -> int:
-    """The closed form (2 FLOPs per multiply-add, padding taps counted), for checking the library."""
-    b, h, w, c, co = shape
-    dw = 2 * b * h * w * c * KERNEL * KERNEL
-    if op == "dw":
-        return dw
-    if op == "sep":
-        return dw + 2 * b * h * w * c * co
-    return 2 * b * h * w * KERNEL * KERNEL * c * co
-
-
-def _fwd_flops(op: str, shape: tuple[int, ...]) -> int:
-    """Forward FLOPs from `sepconv_jax.cost` (the library's own accounting; SAME, stride 1)."""
-    b, h, w, c, co = shape
-    x_shape, window = (b, h, w, c), (KERNEL, KERNEL)
-    if op == "dw":
-        result = cost.depthwise_cost(x_shape, window)
-    elif op == "sep":
-        result = cost.separable_cost(x_shape, window, co)
-    else:
-        result = cost.full_cost(x_shape, window, co)
-    return int(result.flops)
-
-
-# ---------------------------------------------------------------------------------------------
-# Contenders. Each JAX contender is `f(x, *weights) -> y` in sepconv_jax's layouts.
-
-
-def _flax_dw(x: jax.Array, k: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    conv = nn.Conv(c, (KERNEL, KERNEL), feature_group_count=c, use_bias=False, dtype=x.dtype)
-    return conv.apply({"params": {"kernel": k}}, x)
-
-
-def _flax_sep(x: jax.Array, k: jax.Array, p: jax.Array) -> jax.Array:
-    h = _flax_dw(x, k)
-    dense = nn.Dense(p.shape[-1], use_bias=False, dtype=x.dtype)
-    return dense.apply({"params": {"kernel": p}}, h)
-
-
-def _lax_full(x: jax.Array, w: jax.Array) -> jax.Array:
-    # What flax.linen.Conv lowers to: one lax.conv_general_dilated.
-    return lax.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-
-
-JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
-    ("dw", "xla"): lambda x, k: sj.depthwise_conv(x, k, implementation="xla"),
-    ("dw", "pallas"): lambda x, k: sj.depthwise_conv(x, k, implementation="pallas"),
-    ("dw", "flax"): _flax_dw,
-    ("sep", "xla"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="xla"),
-    ("sep", "pallas"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="pallas"),
-    ("sep", "flax"): _flax_sep,
-    ("full", "xla"): _lax_full,
-}
-TORCH_OPS = ("dw", "sep", "full")
-#: Column order of the summary table; "xla" is sepconv_jax's ops (implementation="xla") for dw
-#: and sep, and lax.conv (= flax.linen.Conv) for full.
-CONTENDER_ORDER = ("xla", "pallas", "flax", "torch")
-
-
-def pallas_available() -> bool:
-    """Whether `sepconv_jax.kernels` has a real kernel.
-
-    Without one it raises `ValueError("... not available ...")`; any other failure on this tiny
-    probe is left for the rows to report (a kernel may not support every shape).
-    """
-    x = jnp.ones((1, 8, 8, 8), jnp.float32)
-    try:
-        jax.block_until_ready(
-            sj.separable_conv(x, jnp.ones((3, 3, 1, 8)), jnp.ones((8, 8)), implementation="pallas")
-        )
-    except ValueError as err:
-        return "not available" not in str(err)
-    except Exception:  # noqa: BLE001
-        return True
-    return True
-
-
-def _fwdbwd(f: Callable[..., jax.Array]) -> Callable[..., Any]:
-    """`(x, *weights, dy) -> (y, (dx, *dweights))`: the forward is kept, as in training."""
-
-    def run(x: jax.Array, *rest: jax.Array) -> Any:
-        *weights, dy = rest
-        y, pullback = jax.vjp(f, x, *weights)
-        return y, pullback(dy)
-
-    return run
-
-
-def _jax_sets(problem: Problem, n: int, seed: int) -> list[tuple[jax.Array, ...]]:
-    dtype = DTYPES[problem.dtype]
-    b, h, w, c, _ = problem.shape
-    sets = []
-    key = jax.random.key(seed)
-    for _ in range(n):
-        key, *ks = jax.random.split(key, 5)
-        x = jax.random.normal(ks[0], (b, h, w, c), jnp.float32).astype(dtype)
-        arrays = [x]
-        for i, s in enumerate(problem.weight_shapes()):
-            fan_in = math.prod(s[:-1])
-            scale = jnp.asarray(1.0 / math.sqrt(fan_in), jnp.float32)
-            arrays.append((jax.random.normal(ks[1 + i], s, jnp.float32) * scale).astype(dtype))
-        if problem.passes == "fwdbwd":
-            y_shape = (b, h, w, problem.out_channels)
-            arrays.append(jax.random.normal(ks[3], y_shape, jnp.float32).astype(dtype))
-        sets.append(tuple(arrays))
-    return sets
-
-
-# ---------------------------------------------------------------------------------------------
-# PyTorch: conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, TF32 allowed in float32
-# (XLA's DEFAULT precision uses TF32 on this GPU too).
-
-
-def _torch_setup() -> Any:
-    torch = common.torch_or_none()
-    if torch is None:
-        return None
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    return torch
-
-
-def _torch_fn(torch: Any, problem: Problem) -> Callable[..., Any]:
-    functional = torch.nn.functional
-    c = problem.shape[3]
-
-    def fwd(x, *ws):
-        if problem.op == "dw":
-            return functional.conv2d(x, ws[0], padding=1, groups=c)
-        if problem.op == "sep":
-            return functional.conv2d(functional.conv2d(x, ws[0], padding=1, groups=c), ws[1])
-        return functional.conv2d(x, ws[0], padding=1)
-
-    if problem.passes == "fwd":
-
-        def run_fwd(x, *ws):
-            with torch.no_grad():
-                return fwd(x, *ws)
-
-        return run_fwd
-
-    def run_fwdbwd(x, *rest):
-        *ws, dy = rest
-        y = fwd(x, *ws)
-        return y, torch.autograd.grad(y, (x, *ws), dy)
-
-    return run_fwdbwd
-
-
-def _torch_sets(torch: Any, problem: Problem, n: int, device: str) -> list[tuple[Any, ...]]:
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[problem.dtype]
-    b, h, w, c, co = problem.shape
-    cl = torch.channels_last
-    grad = problem.passes == "fwdbwd"
-    shapes = {"dw": [(c, 1, 3, 3)], "sep": [(c, 1, 3, 3), (co, c, 1, 1)], "full": [(co, c, 3, 3)]}
-    sets = []
-    for _ in range(n):
-        x = torch.randn(b, c, h, w, device=device, dtype=dtype).to(memory_format=cl)
-        arrays = [x.requires_grad_(grad)]
-        for s in shapes[problem.op]:
-            wt = torch.randn(*s, device=device, dtype=dtype) / math.sqrt(math.prod(s[1:]))
-            arrays.append(wt.to(memory_format=cl).requires_grad_(grad))
-        if grad:
-            dy = torch.randn(b, problem.out_channels, h, w, device=device, dtype=dtype)
-            arrays.append(dy.to(memory_format=cl))
-        sets.append(tuple(arrays))
-    return sets
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver
-
-
-@dataclasses.dataclass
-class Row:
-    problem: Problem
-    contender: str
-    timing: common.Timing | None = None
-    error: str = ""
+# Their names before the split into op_problems/op_contenders/op_tables (tests import them).
+_formula_flops = formula_flops
+_fwd_flops = library_fwd_flops
 
 
 def _short_error(err: BaseException) -> str:
@@ -307,7 +67,7 @@ def _short_error(err: BaseException) -> str:
 def run(args: argparse.Namespace) -> list[Row]:
     """Measures every (shape, dtype, pass, op, contender) and returns the rows."""
     gpu = common.on_gpu()
-    torch = _torch_setup() if "torch" in args.contenders else None
+    torch = torch_setup() if "torch" in args.contenders else None
     torch_device = None
     if torch is not None:
         torch_device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -359,9 +119,9 @@ def run(args: argparse.Namespace) -> list[Row]:
             min_s, max_s = (2, 2) if args.quick else (3, args.max_samples)
             try:
                 if name == "torch":
-                    sets = _torch_sets(torch, p, n, torch_device)
+                    sets = torch_inputs(torch, p, n, torch_device)
                     row.timing = common.time_torch(
-                        _torch_fn(torch, p),
+                        torch_fn(torch, p),
                         sets,
                         budget_s=slice_s,
                         min_samples=min_s,
@@ -370,9 +130,9 @@ def run(args: argparse.Namespace) -> list[Row]:
                     del sets
                 else:
                     if jax_sets is None:
-                        jax_sets = _jax_sets(p, n, seed)
+                        jax_sets = jax_inputs(p, n, seed)
                     fn = JAX_CONTENDERS[(p.op, name)]
-                    fn = fn if p.passes == "fwd" else _fwdbwd(fn)
+                    fn = fn if p.passes == "fwd" else fwdbwd(fn)
                     row.timing = common.time_jax(
                         fn, jax_sets, budget_s=slice_s, min_samples=min_s, max_samples=max_s
                     )
@@ -386,107 +146,6 @@ def run(args: argparse.Namespace) -> list[Row]:
             )
         del jax_sets
     return rows
-
-
-def _find(rows: Sequence[Row], problem: Problem, contender: str) -> Row | None:
-    for r in rows:
-        if r.problem == problem and r.contender == contender:
-            return r
-    return None
-
-
-def _full_ratio(rows: Sequence[Row], row: Row) -> float | None:
-    """Median over the full 3×3 conv's median, same framework (torch vs torch, JAX vs XLA)."""
-    ref_name = "torch" if row.contender == "torch" else "xla"
-    full = _find(rows, dataclasses.replace(row.problem, op="full"), ref_name)
-    if row.timing is None or full is None or full.timing is None:
-        return None
-    return row.timing.median_ms / full.timing.median_ms
-
-
-def detail_table(rows: Sequence[Row], bandwidth: float) -> tuple[list[str], list[list[str]]]:
-    headers = [
-        "op",
-        "contender",
-        "B×H×W×C→Co",
-        "dtype",
-        "pass",
-        "median ms",
-        "IQR %",
-        "samples×sets",
-        "GB/s",
-        "floor ms",
-        "% of floor",
-        "GFLOP",
-        "TFLOP/s",
-        "t / full",
-    ]
-    out = []
-    for r in rows:
-        p = r.problem
-        floor_ms = 1e3 * p.floor_bytes() / bandwidth
-        flops = p.flops()
-        if r.timing is None:
-            status = "skipped" if r.error.startswith("skipped") else "error"
-            cells = [status, "—", "—", "—", common.fmt(floor_ms), "—", fmt_g(flops), "—", "—"]
-        else:
-            t = r.timing.median_ms
-            cells = [
-                f"{t:.4f}",
-                f"{r.timing.spread_pct:.1f}",
-                f"{r.timing.n}×{r.timing.sets}",
-                common.fmt(p.floor_bytes() / (t * 1e-3) / 1e9),
-                common.fmt(floor_ms),
-                f"{100 * floor_ms / t:.0f}",
-                fmt_g(flops),
-                common.fmt(flops / (t * 1e-3) / 1e12),
-                common.fmt(_full_ratio(rows, r), 2),
-            ]
-        out.append([p.op, r.contender, p.label, p.dtype, p.passes, *cells])
-    return headers, out
-
-
-def fmt_g(flops: int) -> str:
-    return common.fmt(flops / 1e9)
-
-
-def summary_table(
-    rows: Sequence[Row], bandwidth: float, contenders: Sequence[str]
-) -> tuple[list[str], list[list[str]]]:
-    """One line per (dtype, pass, shape): median ms of every contender, % of floor for dw/sep."""
-    groups: list[Problem] = []
-    for r in rows:
-        key = dataclasses.replace(r.problem, op="dw")
-        if key not in groups:
-            groups.append(key)
-    cols = [
-        (op, name)
-        for op in OPS
-        for name in CONTENDER_ORDER
-        if name in contenders and (name == "torch" or (op, name) in JAX_CONTENDERS)
-    ]
-    headers = ["dtype", "pass", "B×H×W×C→Co", "dw floor"]
-    headers += [f"{op}:{name}" for op, name in cols]
-    out = []
-    for g in groups:
-        floor = 1e3 * g.floor_bytes() / bandwidth
-        line = [g.dtype, g.passes, dataclasses.replace(g, op="sep").label, common.fmt(floor)]
-        for op, name in cols:
-            p = dataclasses.replace(g, op=op)
-            r = _find(rows, p, name)
-            if r is None or r.timing is None:
-                if r is None:
-                    line.append("—")
-                else:
-                    line.append("skipped" if r.error.startswith("skipped") else "error")
-                continue
-            t = r.timing.median_ms
-            cell = f"{t:.3f}"
-            if op != "full":
-                cell += f" ({100 * 1e3 * p.floor_bytes() / bandwidth / t:.0f}%)"
-            line.append(cell)
-        out.append(line)
-    return headers, out
 
 
 def _parse_shapes(text: str) -> tuple[tuple[int, int, int, int, int], ...]:

@@ -140,9 +140,13 @@ def test_auto_on_cpu_is_xla():
     np.testing.assert_array_equal(out, sj.depthwise_conv(x, dw, precision=HI, implementation="xla"))
 
 
-def test_auto_table_is_explicit():
+def test_auto_table_is_explicit(monkeypatch):
     pad = _args.Padding("SAME", None, None)
     g = config.geometry((256, 8, 8, 512), (3, 3), (1, 1), pad)
+    assert not config.auto_takes_depthwise(g, jnp.bfloat16)  # no row has won twice yet
+    monkeypatch.setitem(
+        config.DEPTHWISE_MEASURED_FASTER, (8, 8, 512, 3, 3, 1, 1, 1, 1, "bfloat16"), (0.04, 0.05)
+    )
     assert config.auto_takes_depthwise(g, jnp.bfloat16)
     assert not config.auto_takes_depthwise(g, jnp.float32)
     assert not config.auto_takes_depthwise(g._replace(n=8), jnp.bfloat16)

@@ -1,0 +1,168 @@
+"""Op benchmark contenders: sepconv_jax, Flax, lax and PyTorch functions, and their inputs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+import sepconv_jax as sj
+from benchmarks import common
+from benchmarks.op_problems import DTYPES, KERNEL, Problem
+
+# ---------------------------------------------------------------------------------------------
+# JAX. Each contender is `f(x, *weights) -> y` in sepconv_jax's layouts.
+
+
+def _flax_dw(x: jax.Array, k: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    conv = nn.Conv(c, (KERNEL, KERNEL), feature_group_count=c, use_bias=False, dtype=x.dtype)
+    return conv.apply({"params": {"kernel": k}}, x)
+
+
+def _flax_sep(x: jax.Array, k: jax.Array, p: jax.Array) -> jax.Array:
+    h = _flax_dw(x, k)
+    dense = nn.Dense(p.shape[-1], use_bias=False, dtype=x.dtype)
+    return dense.apply({"params": {"kernel": p}}, h)
+
+
+def _lax_full(x: jax.Array, w: jax.Array) -> jax.Array:
+    # What flax.linen.Conv lowers to: one lax.conv_general_dilated.
+    return lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
+    ("dw", "xla"): lambda x, k: sj.depthwise_conv(x, k, implementation="xla"),
+    ("dw", "pallas"): lambda x, k: sj.depthwise_conv(x, k, implementation="pallas"),
+    ("dw", "flax"): _flax_dw,
+    ("sep", "xla"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="xla"),
+    ("sep", "pallas"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="pallas"),
+    ("sep", "flax"): _flax_sep,
+    ("full", "xla"): _lax_full,
+}
+TORCH_OPS = ("dw", "sep", "full")
+#: Column order of the summary table; "xla" is sepconv_jax's ops (implementation="xla") for dw
+#: and sep, and lax.conv (= flax.linen.Conv) for full.
+CONTENDER_ORDER = ("xla", "pallas", "flax", "torch")
+
+
+def pallas_available() -> bool:
+    """Whether `sepconv_jax.kernels` has a real kernel.
+
+    Without one it raises `ValueError("... not available ...")`; any other failure on this tiny
+    probe is left for the rows to report (a kernel may not support every shape).
+    """
+    x = jnp.ones((1, 8, 8, 8), jnp.float32)
+    try:
+        jax.block_until_ready(
+            sj.separable_conv(x, jnp.ones((3, 3, 1, 8)), jnp.ones((8, 8)), implementation="pallas")
+        )
+    except ValueError as err:
+        return "not available" not in str(err)
+    except Exception:  # noqa: BLE001
+        return True
+    return True
+
+
+def fwdbwd(f: Callable[..., jax.Array]) -> Callable[..., Any]:
+    """`(x, *weights, dy) -> (y, (dx, *dweights))`: the forward is kept, as in training."""
+
+    def run(x: jax.Array, *rest: jax.Array) -> Any:
+        *weights, dy = rest
+        y, pullback = jax.vjp(f, x, *weights)
+        return y, pullback(dy)
+
+    return run
+
+
+def jax_inputs(problem: Problem, n: int, seed: int) -> list[tuple[jax.Array, ...]]:
+    """`n` fresh random input sets `(x, *weights[, dy])` for `problem`, in its dtype."""
+    dtype = DTYPES[problem.dtype]
+    b, h, w, c, _ = problem.shape
+    sets = []
+    key = jax.random.key(seed)
+    for _ in range(n):
+        key, *ks = jax.random.split(key, 5)
+        x = jax.random.normal(ks[0], (b, h, w, c), jnp.float32).astype(dtype)
+        arrays = [x]
+        for i, s in enumerate(problem.weight_shapes()):
+            fan_in = math.prod(s[:-1])
+            scale = jnp.asarray(1.0 / math.sqrt(fan_in), jnp.float32)
+            arrays.append((jax.random.normal(ks[1 + i], s, jnp.float32) * scale).astype(dtype))
+        if problem.passes == "fwdbwd":
+            y_shape = (b, h, w, problem.out_channels)
+            arrays.append(jax.random.normal(ks[3], y_shape, jnp.float32).astype(dtype))
+        sets.append(tuple(arrays))
+    return sets
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch: conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, TF32 allowed in float32
+# (XLA's DEFAULT precision uses TF32 on this GPU too).
+
+
+def torch_setup() -> Any:
+    """PyTorch with cudnn.benchmark and TF32 on, or `None` where it is not importable."""
+    torch = common.torch_or_none()
+    if torch is None:
+        return None
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    return torch
+
+
+def torch_fn(torch: Any, problem: Problem) -> Callable[..., Any]:
+    """`(x, *weights) -> y` (fwd) or `(x, *weights, dy) -> (y, grads)` (fwdbwd) in PyTorch."""
+    functional = torch.nn.functional
+    c = problem.shape[3]
+
+    def fwd(x, *ws):
+        if problem.op == "dw":
+            return functional.conv2d(x, ws[0], padding=1, groups=c)
+        if problem.op == "sep":
+            return functional.conv2d(functional.conv2d(x, ws[0], padding=1, groups=c), ws[1])
+        return functional.conv2d(x, ws[0], padding=1)
+
+    if problem.passes == "fwd":
+
+        def run_fwd(x, *ws):
+            with torch.no_grad():
+                return fwd(x, *ws)
+
+        return run_fwd
+
+    def run_fwdbwd(x, *rest):
+        *ws, dy = rest
+        y = fwd(x, *ws)
+        return y, torch.autograd.grad(y, (x, *ws), dy)
+
+    return run_fwdbwd
+
+
+def torch_inputs(torch: Any, problem: Problem, n: int, device: str) -> list[tuple[Any, ...]]:
+    """`n` random PyTorch input sets for `problem`, channels_last (with grad for fwdbwd)."""
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[problem.dtype]
+    b, h, w, c, co = problem.shape
+    cl = torch.channels_last
+    grad = problem.passes == "fwdbwd"
+    shapes = {"dw": [(c, 1, 3, 3)], "sep": [(c, 1, 3, 3), (co, c, 1, 1)], "full": [(co, c, 3, 3)]}
+    sets = []
+    for _ in range(n):
+        x = torch.randn(b, c, h, w, device=device, dtype=dtype).to(memory_format=cl)
+        arrays = [x.requires_grad_(grad)]
+        for s in shapes[problem.op]:
+            wt = torch.randn(*s, device=device, dtype=dtype) / math.sqrt(math.prod(s[1:]))
+            arrays.append(wt.to(memory_format=cl).requires_grad_(grad))
+        if grad:
+            dy = torch.randn(b, problem.out_channels, h, w, device=device, dtype=dtype)
+            arrays.append(dy.to(memory_format=cl))
+        sets.append(tuple(arrays))
+    return sets
