@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -226,6 +227,57 @@ class ConversionTest(parameterized.TestCase):
             full = sj.separable_to_full(dw, pw, m)
             ratio = (dw.size + pw.size) / full.size
             assert math.isclose(ratio, m / co + m / math.prod(window))
+
+
+class ImplementationTest(parameterized.TestCase):
+    """`auto` on the CPU backend sums shifted slices (`_depthwise_taps`); `xla` is one grouped
+    `lax.conv_general_dilated`. Same maths, other summation order: f32 rel. error <= 1e-5."""
+
+    @parameterized.parameters(
+        # (nd, padding, stride, dilation, multiplier): every padding mode, rank, stride, dilation
+        # and multiplier at least once (XLA:CPU's grouped-conv gradients are slow: keep it short).
+        (1, "SAME", 1, 1, 1),
+        (1, "CAUSAL", 2, 1, 3),
+        (1, "CIRCULAR", 1, 2, 1),
+        (2, "SAME", 2, 1, 3),
+        (2, "VALID", 1, 2, 1),
+        (2, "REFLECT", 2, 2, 3),
+        (2, "REPLICATE", 1, 1, 1),
+        (2, ((2, 0), (1, 3)), 1, 1, 3),
+        (3, "SAME", 1, 1, 1),
+        (3, "VALID", 2, 2, 3),
+    )
+    def test_taps_equal_grouped_conv_with_gradients(self, nd, padding, stride, dilation, m):
+        assert jax.default_backend() == "cpu"
+        spatial = {1: (11,), 2: (9, 8), 3: (6, 5, 7)}[nd]
+        x = _normal((2, *spatial, 3))
+        dw = _normal((*(3,) * nd, 1, 3 * m))
+        kwargs = dict(strides=stride, padding=padding, dilation=dilation, precision=HIGHEST)
+
+        def loss(impl, x, dw):
+            y = sj.depthwise_conv(x, dw, implementation=impl, **kwargs)
+            return jnp.sum(jnp.sin(y)), y
+
+        (_, y_taps), g_taps = jax.value_and_grad(
+            functools.partial(loss, "auto"), argnums=(0, 1), has_aux=True
+        )(x, dw)
+        (_, y_xla), g_xla = jax.value_and_grad(
+            functools.partial(loss, "xla"), argnums=(0, 1), has_aux=True
+        )(x, dw)
+        chex.assert_equal_shape([y_taps, y_xla])
+        assert "conv_general_dilated" not in str(
+            jax.make_jaxpr(functools.partial(loss, "auto"))(x, dw)
+        )
+        assert _rel_err(y_taps, y_xla) <= RTOL[jnp.float32]
+        for a, b in zip(g_taps, g_xla):
+            assert _rel_err(a, b) <= RTOL[jnp.float32]
+
+    def test_taps_accumulate_bfloat16_in_float32(self):
+        x, dw = _normal((2, 8, 8, 4), jnp.bfloat16), _normal((5, 5, 1, 4), jnp.bfloat16)
+        y = sj.depthwise_conv(x, dw)
+        assert y.dtype == jnp.bfloat16
+        ref = sj.depthwise_conv(x.astype(jnp.float32), dw.astype(jnp.float32), precision=HIGHEST)
+        assert _rel_err(y, ref) <= RTOL[jnp.bfloat16]
 
 
 class GradientTest(parameterized.TestCase):

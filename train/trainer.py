@@ -188,12 +188,13 @@ class _Run:
         )
         self.model_args = dict(
             num_classes=config.num_classes,
-            width=config.width,
             conv=config.conv,
             dropout=config.dropout,
             dtype=DTYPES[config.dtype],
             bn_momentum=config.bn_momentum,
         )
+        if config.width is not None:  # else the registry variant's own width
+            self.model_args["width"] = config.width
         axis_name = parallel.axis_name_for(config.parallel)
         model = models.create(config.model, axis_name=axis_name, **self.model_args)
         train_step = functools.partial(

@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Model (resolved by `sepconv_jax.models.create`).
     config.model = "mobilenet_v2"
     config.conv = "separable"  # "separable" | "full" (the full-conv twin)
-    config.width = 1.0
+    # Width multiplier; None keeps the registry variant's own (1.0, or 0.25 for the *_tiny ones).
+    config.width = ml_collections.config_dict.placeholder(float)
     config.dropout = 0.0
     config.bn_momentum = 0.9
     # Data (`train/data.py`): a tensorflow-datasets dataset under `data_dir`.
