@@ -39,6 +39,8 @@ def _lax_full(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
+    ("dw", "auto"): lambda x, k: sj.depthwise_conv(x, k),
+    ("sep", "auto"): lambda x, k, p: sj.separable_conv(x, k, p),
     ("dw", "xla"): lambda x, k: sj.depthwise_conv(x, k, implementation="xla"),
     ("dw", "pallas"): lambda x, k: sj.depthwise_conv(x, k, implementation="pallas"),
     ("dw", "flax"): _flax_dw,
@@ -48,9 +50,10 @@ JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
     ("full", "xla"): _lax_full,
 }
 TORCH_OPS = ("dw", "sep", "full")
-#: Column order of the summary table; "xla" is sepconv_jax's ops (implementation="xla") for dw
-#: and sep, and lax.conv (= flax.linen.Conv) for full.
-CONTENDER_ORDER = ("xla", "pallas", "flax", "torch")
+#: Column order of the summary table; "auto" is sepconv_jax's default (on the CPU backend the
+#: sum over taps, elsewhere XLA's conv unless a kernel was measured faster), "xla" its ops with
+#: implementation="xla" for dw and sep, and lax.conv (= flax.linen.Conv) for full.
+CONTENDER_ORDER = ("auto", "xla", "pallas", "flax", "torch")
 
 
 def pallas_available() -> bool:

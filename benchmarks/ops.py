@@ -193,7 +193,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--contenders",
         type=_parse_list(CONTENDER_ORDER, "--contenders"),
         default=None,
-        help="subset of xla,pallas,flax,torch (default: all that run here; pallas on GPU only)",
+        help="subset of auto,xla,pallas,flax,torch (default: all that run here; pallas on GPU only)",
     )
     parser.add_argument("--out", default=None, help="markdown path (default under results/)")
     parser.add_argument(
@@ -246,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     ]
     legend = (
         "Median ms per call; in brackets the % of the bandwidth floor (dw floor for the dw "
-        "columns, the separable conv's own floor for sep). `xla` = sepconv_jax ops with "
+        "columns, the separable conv's own floor for sep). `auto` = sepconv_jax's default "
+        "(implementation='auto': on a CPU the sum over window taps); `xla` = sepconv_jax ops with "
         "implementation='xla' (dw, sep) and lax.conv = flax.linen.Conv (full); `pallas` = "
         "implementation='pallas'; `flax` = nn.Conv(feature_group_count=C) + nn.Dense; `torch` = "
         "F.conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, eager. The `dw floor` "

@@ -19,8 +19,10 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +35,25 @@ from sepconv_jax._args import PaddingLike
 
 Precision = lax.PrecisionLike
 IMPLEMENTATIONS = ("auto", "xla", "pallas")
+
+
+_GROUPED_CONV_ONLY = contextvars.ContextVar("sepconv_jax_grouped_conv_only", default=False)
+
+
+@contextlib.contextmanager
+def grouped_conv_only() -> Iterator[None]:
+    """Within this context `implementation="auto"` traces every depthwise conv as one grouped
+    `lax.conv_general_dilated`, on every backend (no CPU sum over taps).
+
+    For tools that read the traced program, e.g. `sepconv_jax.cost.model_cost` and XLA's cost
+    analysis, so that their counts do not depend on the backend. Affects tracing only: a function
+    jitted and traced before entering keeps its program.
+    """
+    token = _GROUPED_CONV_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _GROUPED_CONV_ONLY.reset(token)
 
 
 def _check_implementation(implementation: str) -> str:
@@ -119,7 +140,7 @@ def depthwise_conv(
         )
         if out is not None:
             return out
-    if implementation == "auto" and jax.default_backend() == "cpu":
+    if implementation == "auto" and jax.default_backend() == "cpu" and not _GROUPED_CONV_ONLY.get():
         return _depthwise_taps.depthwise_by_taps(x, kernel, strides_t, pad, dilation_t)
     return _xla_depthwise(x, kernel, strides_t, pad, dilation_t, precision)
 

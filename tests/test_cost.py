@@ -363,3 +363,12 @@ def test_model_cost_warns_on_opaque_pallas_kernels():
     with pytest.warns(UserWarning, match="pallas_call"):
         c = cost.model_cost(sl.DepthwiseConv(3, implementation="pallas"), (1, 8, 8, 16))
     assert (c.params, c.macs) == (144, 0)
+
+
+def test_model_cost_does_not_depend_on_the_cpu_fast_path():
+    # On the CPU backend `implementation="auto"` computes depthwise convs as a sum over taps
+    # (no conv in the program); `model_cost` traces them as convs, so counts match "xla".
+    x = _sds(1, 32, 32, 3)
+    auto = cost.model_cost(models.create("mobilenet_v2_tiny"), x)
+    xla = cost.model_cost(models.create("mobilenet_v2_tiny", implementation="xla"), x)
+    assert auto == xla

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from sepconv_jax import ops
 from sepconv_jax.cost.layers import Cost, Shape, _input, _taps_in_bounds
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +78,8 @@ def model_cost(
         init_kwargs = {k: v for k, v in kwargs.items() if k not in ("rngs", "mutable")}
         variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, **init_kwargs), x)
         params = variables.get("params", {})
-        jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, **kwargs))(variables, x)
+        with ops.grouped_conv_only():  # the depthwise convs as convs on every backend
+            jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, **kwargs))(variables, x)
     elif isinstance(model, nnx.Module):
         graphdef, state = nnx.split(model)
         params = nnx.state(model, nnx.Param)
@@ -87,7 +89,8 @@ def model_cost(
             copy.eval()
             return copy(x, **apply_kwargs)
 
-        jaxpr = jax.make_jaxpr(forward)(state, x)
+        with ops.grouped_conv_only():
+            jaxpr = jax.make_jaxpr(forward)(state, x)
     else:
         raise TypeError(
             f"model must be a flax.linen.Module or a flax.nnx.Module, got {type(model).__name__}"
@@ -171,6 +174,8 @@ def _dot_eqn_macs(eqn: Any, count_padding: bool) -> int:
 def xla_cost(fn: Callable[..., Any], *args: Any) -> dict[str, float]:
     """XLA's own estimate for `jax.jit(fn)(*args)` on the default backend, after optimisation.
 
+    Traced under `ops.grouped_conv_only()`: depthwise convs count as convs on every backend.
+
     Args:
       fn: the function.
       *args: its arguments: arrays or `jax.ShapeDtypeStruct`s (nothing is computed).
@@ -189,7 +194,8 @@ def xla_cost(fn: Callable[..., Any], *args: Any) -> dict[str, float]:
       >>> xla_cost(jnp.dot, x, w)
       {'flops': 1024.0, 'bytes accessed': 896.0, 'transcendentals': 0.0}
     """
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    with ops.grouped_conv_only():  # the same program `model_cost` reads, on every backend
+        analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else {}
     analysis = analysis or {}
