@@ -232,7 +232,8 @@ def separable_conv(
         padding=padding,
         dilation=dilation,
         precision=precision,
-        implementation="xla",
+        # The fused kernel was not taken: "auto" may still pick a depthwise path (CPU taps).
+        implementation="auto" if implementation == "auto" else "xla",
     )
     return pointwise_conv(h, pw, precision=precision)
 
