@@ -8,8 +8,11 @@ Command:
   python -m train --config=train/configs/cifar10_quick.py --workdir=workdirs/quick \
       --config.data_dir=workdirs/tfds
 
-Result: a smoke run that shows the loop learns (well above the 10 % of chance); not a benchmark.
-On a GPU use `cifar10_mobilenet_v2.py` instead.
+Result (2026-11-25, `bash scripts/quickstart.sh ../shared/data/cifar10-jpeg.tar.gz` on a 2-core
+CPU that was also running the test suite): 40.06 % test accuracy on CIFAR-10 (JPEG q75 copy) after
+200 steps; ~1 s/step unloaded (~2 s loaded), 8.5 min for the whole command including setup and
+data preparation. A smoke run that shows the loop learns, not a benchmark; on a GPU use
+`cifar10_mobilenet_v2.py`.
 """
 
 import ml_collections
