@@ -34,17 +34,10 @@ if __package__ in (None, ""):
 from benchmarks import common  # noqa: E402
 from benchmarks.kernel_checks import CHECK_HEADERS, run_checks  # noqa: E402
 from benchmarks.kernel_measure import copy_bandwidth, measure_shape  # noqa: E402
+from benchmarks.op_problems import SHAPE_SETS  # noqa: E402
 from sepconv_jax.kernels import backend  # noqa: E402
 
-GPU_SHAPES = (
-    (256, 32, 32, 128, 128),
-    (256, 16, 16, 256, 256),
-    (256, 8, 8, 512, 512),
-    (128, 56, 56, 128, 128),
-    (128, 28, 28, 256, 256),
-    (128, 14, 14, 512, 512),
-    (128, 7, 7, 1024, 1024),
-)
+GPU_SHAPES = SHAPE_SETS["gpu"]  # the benchmarks issue's shapes, shared with ops.py
 QUICK_SHAPES = ((2, 8, 8, 32, 32),)
 START = time.perf_counter()
 
