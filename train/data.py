@@ -86,29 +86,42 @@ def _open(dataset: str, split: str, data_dir: str):
     return source
 
 
-def _decode_one(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+def _decode_one(blob: bytes) -> np.ndarray:
     with PIL.Image.open(io.BytesIO(blob)) as image:
-        return np.asarray(image).reshape(shape)
+        return np.asarray(image)
 
 
-def decode_pngs(blobs: list[bytes], shape: tuple[int, int, int]) -> np.ndarray:
+def decode_pngs(blobs: list[bytes], shape: tuple[int | None, ...]) -> np.ndarray:
     """Decodes encoded images (PNG or any format Pillow reads) to uint8 `(N, *shape)`.
 
     Pillow releases the GIL while it decodes, so a thread pool over the local cores scales
     (no processes: forking is unsafe once JAX runs).
 
+    Args:
+      blobs: the encoded images.
+      shape: `(H, W, C)` of every image; `None` entries (tfds' variable-size features) are
+        taken from the images, which must then all agree.
+
     Raises:
-      ValueError: an image is not of `shape`.
+      ValueError: an image does not have `shape`, or the images' sizes differ.
     """
-    out = np.empty((len(blobs), *shape), np.uint8)
     workers = min(32, os.cpu_count() or 1)
+    chunk = max(1, len(blobs) // (4 * workers))
+    out = None
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        chunk = max(1, len(blobs) // (4 * workers))
-        for i, image in enumerate(
-            pool.map(_decode_one, blobs, [shape] * len(blobs), chunksize=chunk)
-        ):
+        for i, image in enumerate(pool.map(_decode_one, blobs, chunksize=chunk)):
+            if image.ndim == len(shape) - 1:  # grayscale: Pillow drops the channel axis
+                image = image[..., None]
+            if out is None:
+                want = tuple(s if s is not None else n for s, n in zip(shape, image.shape))
+                out = np.empty((len(blobs), *want), np.uint8)
+            if image.shape != out.shape[1:]:
+                raise ValueError(
+                    f"image {i} decodes to shape {image.shape}; expected {out.shape[1:]} "
+                    f"(feature shape {tuple(shape)}): every image of a split must have one size"
+                )
             out[i] = image
-    return out
+    return out if out is not None else np.empty((0, *(s or 0 for s in shape)), np.uint8)
 
 
 def _records(source) -> tuple[list[bytes], np.ndarray]:
@@ -132,12 +145,7 @@ def _records(source) -> tuple[list[bytes], np.ndarray]:
 def _decode(source) -> tuple[np.ndarray, np.ndarray]:
     """All images uint8 `(N, H, W, C)` and labels int32 `(N,)` of a data source."""
     blobs, labels = _records(source)
-    shape = tuple(source.dataset_info.features["image"].shape)
-    if None in shape:
-        images = np.stack([np.asarray(PIL.Image.open(io.BytesIO(b))) for b in blobs])
-    else:
-        images = decode_pngs(blobs, shape)
-    return images, labels
+    return decode_pngs(blobs, tuple(source.dataset_info.features["image"].shape)), labels
 
 
 def load_split(dataset: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Shared model helpers: channel rounding, argument checks and the full-conv (twin) block."""
+"""Shared model helpers: channel rounding, checks, conv → BN, the classifier head, the twin block."""
 
 from __future__ import annotations
 
@@ -114,6 +114,78 @@ def batch_norm(
     return mu.in_float32(bn, x)
 
 
+def compute_dtype(dtype: Dtype | None, param_dtype: Dtype) -> Dtype:
+    """A model's compute dtype: `dtype`, or `param_dtype` when `dtype` is `None`."""
+    return dtype if dtype is not None else param_dtype
+
+
+def conv_norm(
+    x: jax.Array,
+    train: bool,
+    features: int,
+    kernel_size: int,
+    strides: int,
+    *,
+    names: tuple[str, str],
+    momentum: float,
+    epsilon: float,
+    axis_name: str | None,
+    dtype: Dtype | None,
+    param_dtype: Dtype,
+    precision: lax.PrecisionLike,
+) -> jax.Array:
+    """Full K×K conv (SAME, no bias) → BatchNorm, as submodules `names` of the calling module.
+
+    Args:
+      x: `(N, H, W, C_in)`.
+      train: BatchNorm uses batch statistics when `True`.
+      features, kernel_size, strides: `C_out`, `K` (square window) and the spatial stride.
+      names: the conv's and the BatchNorm's names (they name the parameters in checkpoints).
+
+    Returns:
+      `(N, H/s, W/s, features)`, linear (no activation).
+    """
+    k = kernel_size
+    x = nn.Conv(
+        features,
+        (k, k),
+        strides=strides,
+        padding="SAME",
+        use_bias=False,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        precision=precision,
+        name=names[0],
+    )(x)
+    return batch_norm(
+        x,
+        train,
+        name=names[1],
+        momentum=momentum,
+        epsilon=epsilon,
+        axis_name=axis_name,
+        param_dtype=param_dtype,
+    )
+
+
+def classifier_head(
+    x: jax.Array, train: bool, *, num_classes: int, dropout: float, param_dtype: Dtype
+) -> jax.Array:
+    """Global average pool → dropout (train only) → Dense `classifier`, all in float32.
+
+    Args:
+      x: `(N, H, W, C)` features.
+      train: dropout is applied when `True` (needs a `"dropout"` rng when `dropout > 0`).
+
+    Returns:
+      float32 logits `(N, num_classes)`.
+    """
+    pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    pooled = nn.Dropout(dropout, deterministic=not train)(pooled)
+    dense = nn.Dense(num_classes, dtype=jnp.float32, param_dtype=param_dtype, name="classifier")
+    return dense(pooled)
+
+
 class ConvNormAct(nn.Module):
     """Full K×K convolution (no bias) → BatchNorm → activation: the stem and the twin block.
 
@@ -148,25 +220,18 @@ class ConvNormAct(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Applies the block to `x: (N, H, W, C_in)`; returns `(N, H/s, W/s, features)`."""
-        k = self.kernel_size
-        x = nn.Conv(
-            self.features,
-            (k, k),
-            strides=self.strides,
-            padding="SAME",
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
-            name="conv",
-        )(x)
-        x = batch_norm(
+        x = conv_norm(
             x,
             train,
-            name="norm",
+            self.features,
+            self.kernel_size,
+            self.strides,
+            names=("conv", "norm"),
             momentum=self.momentum,
             epsilon=self.epsilon,
             axis_name=self.axis_name,
+            dtype=self.dtype,
             param_dtype=self.param_dtype,
+            precision=self.precision,
         )
         return x if self.act is None else self.act(x)

@@ -122,7 +122,7 @@ class MobileNetV1(nn.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        dtype = self.dtype if self.dtype is not None else self.param_dtype
+        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
         x = layers.check_images(x, dtype, "MobileNetV1")
         common = dict(
             momentum=self.bn_momentum,
@@ -148,12 +148,13 @@ class MobileNetV1(nn.Module):
                     **common,
                 )
             x = block(x, train)
-        dense = nn.Dense(
-            self.num_classes, dtype=jnp.float32, param_dtype=self.param_dtype, name="classifier"
+        return layers.classifier_head(
+            x,
+            train,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            param_dtype=self.param_dtype,
         )
-        pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
-        return dense(pooled)
 
     def _ch(self, features: int) -> int:
         return layers.make_divisible(features * self.width)

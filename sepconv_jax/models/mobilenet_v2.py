@@ -107,19 +107,17 @@ class FullInvertedResidual(nn.Module):
                 name="expand",
             )(h)
             h = self.act(layers.batch_norm(h, train, name="expand_norm", **norm))
-        k = self.kernel_size
-        h = nn.Conv(
+        h = layers.conv_norm(
+            h,
+            train,
             self.features,
-            (k, k),
-            strides=self.strides,
-            padding="SAME",
-            use_bias=False,
+            self.kernel_size,
+            self.strides,
+            names=("conv", "conv_norm"),
             dtype=self.dtype,
-            param_dtype=self.param_dtype,
             precision=self.precision,
-            name="conv",
-        )(h)
-        h = layers.batch_norm(h, train, name="conv_norm", **norm)
+            **norm,
+        )
         if self.strides == 1 and x.shape[-1] == self.features:
             h = h + x
         return h
@@ -287,7 +285,7 @@ class MobileNetV2(nn.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        dtype = self.dtype if self.dtype is not None else self.param_dtype
+        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
         x = layers.check_images(x, dtype, "MobileNetV2")
         common = dict(
             act=self.act,
@@ -313,9 +311,10 @@ class MobileNetV2(nn.Module):
                 **common,
             )(x, train)
         x = layers.ConvNormAct(last, 1, name="last", **common)(x, train)
-        pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        pooled = nn.Dropout(self.dropout, deterministic=not train)(pooled)
-        dense = nn.Dense(
-            self.num_classes, dtype=jnp.float32, param_dtype=self.param_dtype, name="classifier"
+        return layers.classifier_head(
+            x,
+            train,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            param_dtype=self.param_dtype,
         )
-        return dense(pooled)
