@@ -302,6 +302,24 @@ def test_decode_pngs_round_trips_every_png_filter_and_jpeg():
     np.testing.assert_array_equal(out[-1], np.asarray(PIL.Image.open(io.BytesIO(blobs[-1]))))
 
 
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_decode_pngs_variable_size_feature_grayscale_and_mismatch():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 12, 20), dtype=np.uint8)  # grayscale: Pillow gives (H, W)
+    out = data.decode_pngs([_png(i) for i in images], (None, None, 1))
+    np.testing.assert_array_equal(out, images[..., None])
+    other = rng.integers(0, 256, (12, 21), dtype=np.uint8)
+    with pytest.raises(ValueError, match=r"image 2 decodes to shape \(12, 21, 1\); expected"):
+        data.decode_pngs([_png(images[0]), _png(images[1]), _png(other)], (None, None, 1))
+    with pytest.raises(ValueError, match=r"expected \(32, 32, 1\)"):
+        data.decode_pngs([_png(images[0])], (32, 32, 1))
+
+
 @pytest.mark.skipif(not _REAL_TAR.exists(), reason=f"{_REAL_TAR} is absent")
 def test_reading_the_real_cifar10_jpeg_tar():
     source = prepare_data.read_source(_REAL_TAR, max_per_class=15)
