@@ -42,9 +42,11 @@ JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
     ("dw", "auto"): lambda x, k: sj.depthwise_conv(x, k),
     ("sep", "auto"): lambda x, k, p: sj.separable_conv(x, k, p),
     ("dw", "xla"): lambda x, k: sj.depthwise_conv(x, k, implementation="xla"),
+    ("dw", "taps"): lambda x, k: sj.depthwise_conv(x, k, implementation="taps"),
     ("dw", "pallas"): lambda x, k: sj.depthwise_conv(x, k, implementation="pallas"),
     ("dw", "flax"): _flax_dw,
     ("sep", "xla"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="xla"),
+    ("sep", "taps"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="taps"),
     ("sep", "pallas"): lambda x, k, p: sj.separable_conv(x, k, p, implementation="pallas"),
     ("sep", "flax"): _flax_sep,
     ("full", "xla"): _lax_full,
@@ -52,8 +54,11 @@ JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
 TORCH_OPS = ("dw", "sep", "full")
 #: Column order of the summary table; "auto" is sepconv_jax's default (on the CPU backend the
 #: sum over taps, elsewhere XLA's conv unless a kernel was measured faster), "xla" its ops with
-#: implementation="xla" for dw and sep, and lax.conv (= flax.linen.Conv) for full.
-CONTENDER_ORDER = ("auto", "xla", "pallas", "flax", "torch")
+#: implementation="xla" for dw and sep, and lax.conv (= flax.linen.Conv) for full; "taps" the
+#: sum over window taps on any backend (on a CPU the same program as "auto").
+CONTENDER_ORDER = ("auto", "xla", "taps", "pallas", "flax", "torch")
+#: Contenders left out by default off GPU: "pallas" (interpret mode), "taps" (= "auto" there).
+GPU_ONLY_BY_DEFAULT = ("pallas", "taps")
 
 
 def pallas_available() -> bool:

@@ -36,6 +36,7 @@ import jax  # noqa: E402
 from benchmarks import common  # noqa: E402
 from benchmarks.op_contenders import (  # noqa: E402
     CONTENDER_ORDER,
+    GPU_ONLY_BY_DEFAULT,
     JAX_CONTENDERS,
     fwdbwd,
     jax_inputs,
@@ -193,7 +194,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--contenders",
         type=_parse_list(CONTENDER_ORDER, "--contenders"),
         default=None,
-        help="subset of auto,xla,pallas,flax,torch (default: all that run here; pallas on GPU only)",
+        help="subset of auto,xla,taps,pallas,flax,torch (default: all; taps, pallas on GPU only)",
     )
     parser.add_argument("--out", default=None, help="markdown path (default under results/)")
     parser.add_argument(
@@ -217,7 +218,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "quick" if args.quick else "cpu-small" if args.cpu_small or not gpu else "gpu"
         ]
     if args.contenders is None:
-        args.contenders = [c for c in CONTENDER_ORDER if gpu or c != "pallas"]
+        args.contenders = [c for c in CONTENDER_ORDER if gpu or c not in GPU_ONLY_BY_DEFAULT]
     if args.budget_s is None:
         args.budget_s = 150.0 if gpu else 60.0
     if args.max_sets is None:
@@ -248,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "Median ms per call; in brackets the % of the bandwidth floor (dw floor for the dw "
         "columns, the separable conv's own floor for sep). `auto` = sepconv_jax's default "
         "(implementation='auto': on a CPU the sum over window taps); `xla` = sepconv_jax ops with "
-        "implementation='xla' (dw, sep) and lax.conv = flax.linen.Conv (full); `pallas` = "
+        "implementation='xla' (dw, sep) and lax.conv = flax.linen.Conv (full); `taps` = "
+        "implementation='taps' (the sum over taps on any backend); `pallas` = "
         "implementation='pallas'; `flax` = nn.Conv(feature_group_count=C) + nn.Dense; `torch` = "
         "F.conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, eager. The `dw floor` "
         "column is the depthwise conv's floor in ms."

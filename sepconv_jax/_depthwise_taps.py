@@ -5,8 +5,9 @@ XLA:CPU lowers grouped convolutions, and above all their gradients, to slow gene
 elementwise loop (its gradient is pads and sums, fused too): on a 2-core CPU, f32 3×3, 22–42×
 faster forward and 7.6–9.9× faster forward+backward (`python -m benchmarks.ops --cpu-small`,
 `benchmarks/results/ops_cpu.md`, columns `dw:auto` vs `dw:xla`). The result is
-the same sum in another order. `depthwise_conv(implementation="auto")` takes it on the CPU
-backend; other backends keep XLA's convolution (the taps path was not measured on a GPU).
+the same sum in another order. `depthwise_conv(implementation="taps")` takes it on any backend,
+`"auto"` on the CPU backend only: other backends keep XLA's convolution until the taps path is
+measured faster there (`benchmarks.ops`'s `taps` contender on a GPU).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""A drop-in `lax.conv_general_dilated` that sends 2-D depthwise convs to the Pallas kernel.
+"""A drop-in `lax.conv_general_dilated` that routes 2-D depthwise convs as `depthwise_conv` does.
 
 `flax.linen.Conv(..., conv_general_dilated=sepconv_jax.conv_general_dilated)` and
-`flax.nnx.Conv(..., conv_general_dilated=...)` then get the kernel for their depthwise layers
-(`feature_group_count == C_in`) without other code changes; every other conv goes to `lax`.
+`flax.nnx.Conv(..., conv_general_dilated=...)` then get the library's depthwise paths for their
+depthwise layers (`feature_group_count == C_in`) without other code changes: the Pallas kernel
+where `implementation` takes it, the sum over taps on the CPU backend (`auto`) or everywhere
+(`taps`); every other conv goes to `lax`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args
+from sepconv_jax import _args, _depthwise_taps, ops
 
 _NHWC = lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)
@@ -60,10 +62,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
     `"pallas"` forces the kernel for the depthwise convs it supports (interpret mode off GPU;
     unsupported depthwise configurations still go to `lax`), e.g. to test that a model uses it.
     """
-    if implementation not in ("auto", "xla", "pallas"):
-        raise ValueError(
-            f"implementation must be one of ('auto', 'xla', 'pallas'), got {implementation!r}"
-        )
+    ops._check_implementation(implementation)
 
     def conv_general_dilated(
         lhs: jax.Array,
@@ -98,6 +97,8 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
                 out = kernels.route_depthwise(lhs_a, rhs_a, strides, pad, dilation, precision, mode)
                 if out is not None:
                     return out
+                if ops._takes_taps(mode):
+                    return _depthwise_taps.depthwise_by_taps(lhs_a, rhs_a, strides, pad, dilation)
         extra = {} if out_sharding is None else {"out_sharding": out_sharding}
         return lax.conv_general_dilated(
             lhs,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args, _depthwise_taps, ops
 from sepconv_jax._args import PaddingLike
 from sepconv_jax.kernels import config, reference
 
@@ -59,7 +59,9 @@ def fused_separable_conv(
       padding: as in `ops.depthwise_conv`. Defaults to `"SAME"`.
       precision: passed to the convolution and the dot.
       implementation: `"auto"` (the kernel on a GPU where supported and measured faster, else
-        XLA), `"xla"` or `"pallas"` (the kernel; interpret mode off GPU). Defaults to `"auto"`.
+        unfused with the depthwise step as `ops.depthwise_conv` picks it), `"xla"`, `"pallas"`
+        (the kernel; interpret mode off GPU) or `"taps"` (unfused, depthwise as a sum over
+        taps), as in `ops.depthwise_conv`. Defaults to `"auto"`.
 
     Returns:
       `(N, *out_spatial, C_out)` in the promoted dtype of `x` and the kernels.
@@ -104,6 +106,9 @@ def fused_separable_conv(
         )  # fmt: skip
         if out is not None:
             return out
+    if ops._takes_taps(implementation):
+        h = _depthwise_taps.depthwise_by_taps(x, dw, strides_t, pad, (1,) * n)
+        return reference.after_depthwise(h, pw, scale_a, shift_a, bias_a, activation, precision)
     return reference.fused(
         x, dw, pw, scale_a, shift_a, bias_a, activation, strides_t, pad, precision
     )

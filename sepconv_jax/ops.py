@@ -34,7 +34,7 @@ from sepconv_jax import _args, _depthwise_taps
 from sepconv_jax._args import PaddingLike
 
 Precision = lax.PrecisionLike
-IMPLEMENTATIONS = ("auto", "xla", "pallas")
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "taps")
 
 
 _GROUPED_CONV_ONLY = contextvars.ContextVar("sepconv_jax_grouped_conv_only", default=False)
@@ -42,8 +42,8 @@ _GROUPED_CONV_ONLY = contextvars.ContextVar("sepconv_jax_grouped_conv_only", def
 
 @contextlib.contextmanager
 def grouped_conv_only() -> Iterator[None]:
-    """Within this context `implementation="auto"` traces every depthwise conv as one grouped
-    `lax.conv_general_dilated`, on every backend (no CPU sum over taps).
+    """Within this context `implementation="auto"` and `"taps"` trace every depthwise conv as one
+    grouped `lax.conv_general_dilated`, on every backend (no sum over taps).
 
     For tools that read the traced program, e.g. `sepconv_jax.cost.model_cost` and XLA's cost
     analysis, so that their counts do not depend on the backend. Affects tracing only: a function
@@ -60,6 +60,13 @@ def _check_implementation(implementation: str) -> str:
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     return implementation
+
+
+def _takes_taps(implementation: str) -> bool:
+    """Whether a depthwise conv not taken by a kernel runs as the sum over taps."""
+    if _GROUPED_CONV_ONLY.get():
+        return False
+    return implementation == "taps" or (implementation == "auto" and jax.default_backend() == "cpu")
 
 
 def _xla_depthwise(
@@ -106,10 +113,12 @@ def depthwise_conv(
         `"REPLICATE"`, an int, or one int / `(lo, hi)` pair per spatial dim.
       dilation: kernel dilation, int or one per spatial dim. Defaults to 1.
       precision: passed to `lax.conv_general_dilated`.
-      implementation: `"auto"` (a GPU kernel where supported and faster; on the CPU backend a
-        sum of shifted slices, `_depthwise_taps`, many times faster there than XLA:CPU's grouped
-        conv; else XLA's conv), `"xla"` (always `lax.conv_general_dilated`), or `"pallas"` (the
-        Pallas kernel; interpret mode off GPU). Defaults to `"auto"`.
+      implementation: `"auto"` (a GPU kernel where supported and faster; on the CPU backend
+        `"taps"`, many times faster there than XLA:CPU's grouped conv; else XLA's conv), `"xla"`
+        (always `lax.conv_general_dilated`), `"pallas"` (the Pallas kernel; interpret mode off
+        GPU), or `"taps"` (on any backend: the sum over the window's taps of shifted slices times
+        per-channel weights, one elementwise XLA fusion; `precision` does not apply). Defaults to
+        `"auto"`.
 
     Returns:
       `(N, *out_spatial, C*m)` in the promoted dtype of `x` and `kernel`.
@@ -140,7 +149,7 @@ def depthwise_conv(
         )
         if out is not None:
             return out
-    if implementation == "auto" and jax.default_backend() == "cpu" and not _GROUPED_CONV_ONLY.get():
+    if _takes_taps(implementation):
         return _depthwise_taps.depthwise_by_taps(x, kernel, strides_t, pad, dilation_t)
     return _xla_depthwise(x, kernel, strides_t, pad, dilation_t, precision)
 
@@ -233,7 +242,7 @@ def separable_conv(
         dilation=dilation,
         precision=precision,
         # The fused kernel was not taken: "auto" may still pick a depthwise path (CPU taps).
-        implementation="auto" if implementation == "auto" else "xla",
+        implementation="xla" if implementation == "pallas" else implementation,
     )
     return pointwise_conv(h, pw, precision=precision)
 

@@ -272,6 +272,29 @@ class ImplementationTest(parameterized.TestCase):
         for a, b in zip(g_taps, g_xla):
             assert _rel_err(a, b) <= RTOL[jnp.float32]
 
+    def test_explicit_taps_separable_and_fused_and_grouped_conv_only(self):
+        x, dw, pw = _normal((2, 9, 8, 3)), _normal((3, 3, 1, 6)), _normal((6, 5))
+        kwargs = dict(strides=2, precision=HIGHEST)
+
+        def sep(impl):
+            return lambda x, dw, pw: sj.separable_conv(x, dw, pw, implementation=impl, **kwargs)
+
+        def fused(impl):
+            return lambda x, dw, pw: sj.fused_separable_conv(
+                x, dw, pw, activation="relu", implementation=impl, **kwargs
+            )
+
+        def has_conv(f):
+            return "conv_general_dilated" in str(jax.make_jaxpr(f)(x, dw, pw))
+
+        assert not has_conv(sep("taps")) and not has_conv(fused("taps"))
+        assert not has_conv(fused("auto"))  # CPU backend: auto = taps for the unfused path too
+        assert has_conv(sep("xla")) and has_conv(fused("xla"))
+        with sj.ops.grouped_conv_only():  # what cost accounting traces
+            assert has_conv(sep("taps")) and has_conv(fused("auto"))
+        assert _rel_err(sep("taps")(x, dw, pw), sep("xla")(x, dw, pw)) <= RTOL[jnp.float32]
+        assert _rel_err(fused("taps")(x, dw, pw), fused("xla")(x, dw, pw)) <= RTOL[jnp.float32]
+
     def test_taps_accumulate_bfloat16_in_float32(self):
         x, dw = _normal((2, 8, 8, 4), jnp.bfloat16), _normal((5, 5, 1, 4), jnp.bfloat16)
         y = sj.depthwise_conv(x, dw)

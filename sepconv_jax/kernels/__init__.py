@@ -38,7 +38,7 @@ def route_depthwise(
     Raises:
       ValueError: `implementation="pallas"` for a configuration the kernel does not support.
     """
-    if implementation == "xla":
+    if implementation not in ("auto", "pallas"):  # "xla", "taps": no kernel
         return None
     reason = config.unsupported_reason(x, kernel, strides, padding, dilation)
     if implementation == "pallas" and reason is not None:
@@ -80,7 +80,7 @@ def route_fused(
     Raises:
       ValueError: `implementation="pallas"` for a configuration the kernel does not support.
     """
-    if implementation == "xla":
+    if implementation not in ("auto", "pallas"):  # "xla", "taps": no kernel
         return None
     reason = config.unsupported_reason(x, dw, strides, padding, (1,) * len(strides), pw)
     if implementation == "pallas" and reason is not None:

@@ -43,7 +43,7 @@ class DepthwiseConv(nn.Module):
       precision: passed to the convolution.
       kernel_init: defaults to He normal with fan_in = prod(window) (see `_module_utils`).
       bias_init: defaults to zeros.
-      implementation: `"auto"`, `"xla"` or `"pallas"`, as `ops.depthwise_conv`.
+      implementation: `"auto"`, `"xla"`, `"pallas"` or `"taps"`, as `ops.depthwise_conv`.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -75,7 +75,7 @@ class DepthwiseConv(_Spatial):
       precision: passed to the convolution.
       kernel_init: defaults to He normal with fan_in = prod(window).
       bias_init: defaults to zeros.
-      implementation: `"auto"`, `"xla"` or `"pallas"`, as `ops.depthwise_conv`.
+      implementation: `"auto"`, `"xla"`, `"pallas"` or `"taps"`, as `ops.depthwise_conv`.
       num_spatial_dims: 1, 2 or 3. Defaults to `None`: `len(kernel_size)` for a sequence, 2 for
         an int (images; unlike `nnx.Conv`, where an int kernel size means 1-D).
       rngs: `nnx.Rngs` with a `params` stream.
