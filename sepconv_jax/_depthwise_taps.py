@@ -2,8 +2,8 @@
 
 XLA:CPU lowers grouped convolutions, and above all their gradients, to slow generic loops
 (jax-ml/jax#23713). Summing `prod(window)` strided slices times per-channel weights is one fused
-elementwise loop (its gradient is pads and sums, fused too): on a 2-core CPU, f32 3×3, 22–42×
-faster forward and 7.6–9.9× faster forward+backward (`python -m benchmarks.ops --cpu-small`,
+elementwise loop (its gradient is pads and sums, fused too): on a 2-core CPU, f32 3×3, 29–38×
+faster forward and 5.1–9.6× faster forward+backward (`python -m benchmarks.ops --cpu-small`,
 `benchmarks/results/ops_cpu.md`, columns `dw:auto` vs `dw:xla`). The result is
 the same sum in another order. `depthwise_conv(implementation="taps")` takes it on any backend,
 `"auto"` on the CPU backend only: other backends keep XLA's convolution until the taps path is
