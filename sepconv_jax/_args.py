@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 #: Dimension numbers (lhs, rhs, out) per number of spatial dims: channels-last, HWIO kernels.
 DIMENSION_NUMBERS: dict[int, tuple[str, str, str]] = {
@@ -63,6 +64,25 @@ def normalize_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int,
     if any(v <= 0 for v in values):
         raise ValueError(f"{name} must be positive, got {value!r}")
     return values
+
+
+def explicit_pads(
+    padding: str | tuple[tuple[int, int], ...],
+    spatial: Sequence[int],
+    extent: Sequence[int],
+    strides: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """`Padding.lax` as one `(lo, hi)` zero-padding pair per spatial dim.
+
+    Args:
+      padding: `"SAME"`, `"VALID"` or the pairs themselves.
+      spatial: the input's spatial sizes.
+      extent: the dilated window, `(k - 1) * d + 1` per dim.
+      strides: one per dim.
+    """
+    if isinstance(padding, str):
+        return tuple(lax.padtype_to_pads(tuple(spatial), tuple(extent), tuple(strides), padding))
+    return tuple(padding)
 
 
 def resolve_padding(

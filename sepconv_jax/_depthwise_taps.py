@@ -21,14 +21,6 @@ from jax import lax
 from sepconv_jax import _args
 
 
-def _explicit_pads(
-    padding: _args.Padding, spatial: tuple[int, ...], extent: tuple[int, ...], strides
-) -> tuple[tuple[int, int], ...]:
-    if isinstance(padding.lax, str):
-        return tuple(lax.padtype_to_pads(spatial, extent, strides, padding.lax))
-    return tuple(padding.lax)
-
-
 def depthwise_by_taps(
     x: jax.Array,
     kernel: jax.Array,
@@ -50,7 +42,7 @@ def depthwise_by_taps(
         x = jnp.pad(x, ((0, 0), *padding.pre_pad, (0, 0)), mode=padding.mode)
     window = kernel.shape[:-2]
     extent = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
-    pads = _explicit_pads(padding, x.shape[1:-1], extent, strides)
+    pads = _args.explicit_pads(padding.lax, x.shape[1:-1], extent, strides)
     x = lax.pad(
         x, jnp.zeros((), x.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)]
     )

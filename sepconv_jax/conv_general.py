@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args, _depthwise_taps, ops
+from sepconv_jax import _args, ops
 
 _NHWC = lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)
@@ -78,13 +78,12 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
         preferred_element_type: Any = None,
         out_sharding: Any = None,
     ) -> jax.Array:
-        """`lax.conv_general_dilated`, with 2-D depthwise convs routed to the Pallas kernel."""
+        """`lax.conv_general_dilated`, with 2-D depthwise convs routed as `depthwise_conv` routes them."""
         if implementation != "xla" and out_sharding is None:
             lhs_a, rhs_a = jnp.asarray(lhs), jnp.asarray(rhs)
             pad = _routable(lhs_a, rhs_a, padding, lhs_dilation, dimension_numbers,
                             feature_group_count, batch_group_count, preferred_element_type)  # fmt: skip
             if pad is not None:
-                from sepconv_jax import kernels
                 from sepconv_jax.kernels import config
 
                 strides = tuple(int(s) for s in window_strides)
@@ -94,11 +93,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
                     lhs_a, rhs_a, strides, pad, dilation
                 ):
                     mode = "auto"  # a drop-in never raises for a valid lax call
-                out = kernels.route_depthwise(lhs_a, rhs_a, strides, pad, dilation, precision, mode)
-                if out is not None:
-                    return out
-                if ops._takes_taps(mode):
-                    return _depthwise_taps.depthwise_by_taps(lhs_a, rhs_a, strides, pad, dilation)
+                return ops._routed_depthwise(lhs_a, rhs_a, strides, pad, dilation, precision, mode)
         extra = {} if out_sharding is None else {"out_sharding": out_sharding}
         return lax.conv_general_dilated(
             lhs,

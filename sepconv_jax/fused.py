@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, _depthwise_taps, ops
+from sepconv_jax import _args, ops
 from sepconv_jax._args import PaddingLike
 from sepconv_jax.kernels import config, reference
 
@@ -106,9 +106,9 @@ def fused_separable_conv(
         )  # fmt: skip
         if out is not None:
             return out
-    if ops._takes_taps(implementation):
-        h = _depthwise_taps.depthwise_by_taps(x, dw, strides_t, pad, (1,) * n)
-        return reference.after_depthwise(h, pw, scale_a, shift_a, bias_a, activation, precision)
-    return reference.fused(
-        x, dw, pw, scale_a, shift_a, bias_a, activation, strides_t, pad, precision
-    )
+    # The fused kernel was not taken: the depthwise step as `ops.depthwise_conv` picks it.
+    h = ops._routed_depthwise(
+        x, dw, strides_t, pad, (1,) * n, precision,
+        "xla" if implementation == "pallas" else implementation,
+    )  # fmt: skip
+    return reference.after_depthwise(h, pw, scale_a, shift_a, bias_a, activation, precision)

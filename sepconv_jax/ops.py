@@ -93,6 +93,34 @@ def _xla_depthwise(
     )
 
 
+def _routed_depthwise(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: tuple[int, ...],
+    padding: _args.Padding,
+    dilation: tuple[int, ...],
+    precision: Precision,
+    implementation: str,
+) -> jax.Array:
+    """`depthwise_conv` on validated, promoted arguments: the Pallas kernel where
+    `implementation` takes it, else the sum over taps where it takes that, else XLA's conv.
+
+    Raises:
+      ValueError: `implementation="pallas"` for a configuration the kernel does not support.
+    """
+    if implementation != "xla":
+        from sepconv_jax import kernels  # local: the kernels import this module's helpers
+
+        out = kernels.route_depthwise(
+            x, kernel, strides, padding, dilation, precision, implementation
+        )
+        if out is not None:
+            return out
+    if _takes_taps(implementation):
+        return _depthwise_taps.depthwise_by_taps(x, kernel, strides, padding, dilation)
+    return _xla_depthwise(x, kernel, strides, padding, dilation, precision)
+
+
 def depthwise_conv(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -141,17 +169,7 @@ def depthwise_conv(
     pad = _args.resolve_padding(padding, kernel.shape[:-2], dilation_t)
     _check_implementation(implementation)
     x, kernel = _args.promote(x, kernel)
-    if implementation != "xla":
-        from sepconv_jax import kernels  # local: the kernels import this module's helpers
-
-        out = kernels.route_depthwise(
-            x, kernel, strides_t, pad, dilation_t, precision, implementation
-        )
-        if out is not None:
-            return out
-    if _takes_taps(implementation):
-        return _depthwise_taps.depthwise_by_taps(x, kernel, strides_t, pad, dilation_t)
-    return _xla_depthwise(x, kernel, strides_t, pad, dilation_t, precision)
+    return _routed_depthwise(x, kernel, strides_t, pad, dilation_t, precision, implementation)
 
 
 def pointwise_conv(x: ArrayLike, kernel: ArrayLike, *, precision: Precision = None) -> jax.Array:

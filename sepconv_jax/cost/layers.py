@@ -11,7 +11,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from sepconv_jax import _args
 from sepconv_jax._args import PaddingLike
@@ -147,11 +146,9 @@ def _conv_macs(
         zero_pads = ((0, 0),) * n
         if pad.mode == "constant":
             spatial, zero_pads = shape[1:-1], pad.pre_pad
-    elif isinstance(pad.lax, str):
-        dilated = [(k - 1) * d + 1 for k, d in zip(win, dilation_t)]
-        zero_pads = tuple(lax.padtype_to_pads(spatial, dilated, strides_t, pad.lax))
     else:
-        zero_pads = pad.lax
+        dilated = [(k - 1) * d + 1 for k, d in zip(win, dilation_t)]
+        zero_pads = _args.explicit_pads(pad.lax, spatial, dilated, strides_t)
     out, taps = [], 1
     for size, k, s, d, (lo, hi) in zip(spatial, win, strides_t, dilation_t, zero_pads):
         o = (size + lo + hi - (k - 1) * d - 1) // s + 1

@@ -65,11 +65,7 @@ def geometry(
 ) -> Geometry:
     """Resolves `padding` (`"SAME"`, `"VALID"` or explicit pairs) for a 2-D conv."""
     n, h, w, c = x_shape
-    if isinstance(padding.lax, str):
-        pads = lax.padtype_to_pads((h, w), window, strides, padding.lax)
-    else:
-        pads = padding.lax
-    (pt, pb), (pl, pr) = pads
+    (pt, pb), (pl, pr) = _args.explicit_pads(padding.lax, (h, w), window, strides)
     kh, kw = window
     sh, sw = strides
     ho = (h + pt + pb - kh) // sh + 1
