@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -22,6 +25,18 @@ NUM_CLASSES = 10
 CLASS_NAMES = tuple(f"class{c}" for c in range(NUM_CLASSES))
 
 _cache: pathlib.Path | None = None
+
+
+def run_python(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python *args` from the repository root, in this environment plus `env`; 300 s at most."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
 
 
 def write_image_folder(root: pathlib.Path, counts: dict[str, int], seed: int = 0) -> None:

@@ -1,8 +1,6 @@
 """End-to-end test of `python -m train`: a tiny tfds-format dataset in, the run's files out."""
 
 import json
-import subprocess
-import sys
 
 import _train_utils  # noqa: I001 - the tests' own helper module (tests/ is on sys.path)
 import pytest
@@ -11,13 +9,7 @@ from train.metrics import read_events
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "train", "--config=train/configs/tiny.py", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=_train_utils.REPO,
-    )
+    return _train_utils.run_python("-m", "train", "--config=train/configs/tiny.py", *args)
 
 
 @pytest.mark.slow

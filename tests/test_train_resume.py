@@ -1,9 +1,6 @@
 """Tests for checkpoints and failures: exact resume after SIGKILL, best/last-K, NaN and missing data."""
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import _train_utils  # noqa: I001 - the tests' own helper module (tests/ is on sys.path)
@@ -58,14 +55,9 @@ def _config(data_dir, **overrides):
 
 
 def _train_subprocess(config, workdir, kill_at=None):
-    env = dict(os.environ, KILL_AT="null" if kill_at is None else f"[{kill_at[0]}, {kill_at[1]}]")
-    return subprocess.run(
-        [sys.executable, "-c", _SCRIPT, config.to_json(), str(workdir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=_train_utils.REPO,
+    kill = "null" if kill_at is None else f"[{kill_at[0]}, {kill_at[1]}]"
+    return _train_utils.run_python(
+        "-c", _SCRIPT, config.to_json(), str(workdir), env={"KILL_AT": kill}
     )
 
 

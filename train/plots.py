@@ -21,6 +21,20 @@ def _series(
     return [s for s, _ in points], [v for _, v in points]
 
 
+def _label(ax: Any, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def _save(fig: Any, path: str | pathlib.Path, title: str) -> None:
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_curves(
     events: Sequence[dict[str, Any]], path: str | pathlib.Path, title: str = ""
 ) -> None:
@@ -41,14 +55,8 @@ def plot_curves(
         ax.plot(steps, values, label=f"train {label}", linewidth=1)
         steps, values = _series(events, "eval", test_key)
         ax.plot(steps, values, "o-", label=f"test {label}")
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        _label(ax, "step", label)
+    _save(fig, path, title)
 
 
 def plot_comparison(
@@ -68,12 +76,6 @@ def plot_comparison(
         ax_acc.plot(epochs, values, "o-", markersize=3, label=label)
         epochs, values = _series(events, "train", "loss", x="epoch")
         ax_loss.plot(epochs, values, linewidth=1, label=label)
-    for ax, name in ((ax_acc, "test accuracy"), (ax_loss, "training loss")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _label(ax_acc, "epoch", "test accuracy")
+    _label(ax_loss, "epoch", "training loss")
+    _save(fig, path, title)
