@@ -4,7 +4,9 @@ Command:
   python -m train --config=train/configs/cifar10_mobilenet_v2.py --workdir=workdirs/mnv2 \
       --config.data_dir=/tmp/tfds_cifar
 
-Result: not yet measured (to be filled in from a measured run: test accuracy, wall time, machine).
+Result: not measured at the default 15 epochs. With `--config.num_epochs=30` on one H100
+(2026-11-25, CIFAR-10 JPEG q75 copy): 88.82 % test accuracy, 16.8 ms/step at batch 512
+(benchmarks/results/cifar10.md, which has the exact commands).
 """
 
 import ml_collections

@@ -11,8 +11,8 @@ Command:
 Result (2026-11-25, `bash scripts/quickstart.sh ../shared/data/cifar10-jpeg.tar.gz` on a 2-core
 CPU that was also running the test suite): 40.06 % test accuracy on CIFAR-10 (JPEG q75 copy) after
 200 steps; ~1 s/step unloaded (~2 s loaded), 8.5 min for the whole command including setup and
-data preparation. Again on an idle CPU (packages installed): 0.82 s/step, 4.1 min, 40.06 %. A smoke run that shows the loop learns, not a benchmark; on a GPU use
-`cifar10_mobilenet_v2.py`.
+data preparation. Again on an idle CPU (packages installed): 0.82 s/step, 4.1 min, 40.06 %.
+A smoke run that shows the loop learns, not a benchmark; on a GPU use `cifar10_mobilenet_v2.py`.
 """
 
 import ml_collections
