@@ -28,6 +28,11 @@ L2_BYTES = 50 * 2**20
 # Environment
 
 
+def short_error(err: BaseException, limit: int = 200) -> str:
+    """`Type: message`, first line only, cut at `limit` characters (for a table's error cell)."""
+    return f"{type(err).__name__}: {err}".splitlines()[0][:limit]
+
+
 def on_gpu() -> bool:
     """Whether JAX's default backend is a GPU."""
     return jax.default_backend() == "gpu"

@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from sepconv_jax import models, ops  # noqa: E402
+from sepconv_jax import cost, models, ops  # noqa: E402
 
 #: (separable net, its full-conv twin) per family.
 PAIRS = (("mobilenet_v1", "mobilenet_v1_full"), ("mobilenet_v2", "mobilenet_v2_full"))
@@ -51,19 +51,6 @@ class Row:
     error: str = ""
 
 
-def _short_error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}".splitlines()[0][:200]
-
-
-def _library_cost() -> Any:
-    """`sepconv_jax.cost`, or `None` in a build without it (then only XLA's side is shown)."""
-    try:
-        from sepconv_jax import cost
-    except ImportError:
-        return None
-    return cost
-
-
 def measure(name: str, input_shape: tuple[int, ...] = INPUT_SHAPE) -> Row:
     """The library's and XLA's accounting of `models.create(name)` at `input_shape`."""
     model = models.create(name)
@@ -73,16 +60,14 @@ def measure(name: str, input_shape: tuple[int, ...] = INPUT_SHAPE) -> Row:
     params = int(sum(np.prod(p.shape) for p in jax.tree.leaves(variables["params"])))
     row = Row(name, params)
     errors = []
-    cost = _library_cost()
-    if cost is not None:
-        try:
-            c = cost.model_cost(model, input_shape)
-            row.lib_params, row.lib_macs = int(c.params), int(c.macs)
-            row.lib_flops, row.lib_bytes = int(c.flops), int(c.bytes)
-            in_bounds = cost.model_cost(model, input_shape, count_padding=False)
-            row.lib_flops_in_bounds = int(in_bounds.flops)
-        except Exception as err:  # noqa: BLE001 - report, keep the XLA side
-            errors.append(f"library: {_short_error(err)}")
+    try:
+        c = cost.model_cost(model, input_shape)
+        row.lib_params, row.lib_macs = int(c.params), int(c.macs)
+        row.lib_flops, row.lib_bytes = int(c.flops), int(c.bytes)
+        in_bounds = cost.model_cost(model, input_shape, count_padding=False)
+        row.lib_flops_in_bounds = int(in_bounds.flops)
+    except Exception as err:  # noqa: BLE001 - report in the row's error cell, keep the XLA side
+        errors.append(f"library: {common.short_error(err)}")
     try:
         fwd = jax.jit(lambda v, a: model.apply(v, a, train=False))
         with ops.grouped_conv_only():  # depthwise convs as convs, as the library counts them
@@ -92,7 +77,7 @@ def measure(name: str, input_shape: tuple[int, ...] = INPUT_SHAPE) -> Row:
         row.xla_flops = float(analysis.get("flops", float("nan")))
         row.xla_bytes = float(analysis.get("bytes accessed", float("nan")))
     except Exception as err:  # noqa: BLE001
-        errors.append(f"XLA: {_short_error(err)}")
+        errors.append(f"XLA: {common.short_error(err)}")
     row.error = "; ".join(errors)
     return row
 
@@ -216,8 +201,6 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     print(common.text_table(*t["detail"]))
     print()
     print(common.text_table(*t["saving"]))
-    if _library_cost() is None:
-        print("sepconv_jax.cost is not in this build: the library columns are empty")
     for e in errors:
         print(e)
     return rows

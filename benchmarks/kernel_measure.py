@@ -13,6 +13,7 @@ import numpy as np
 
 from benchmarks import common
 from benchmarks.kernel_checks import rel_err
+from benchmarks.op_contenders import fwdbwd
 from sepconv_jax import _args
 from sepconv_jax.kernels import backend, config, depthwise, reference, separable
 from sepconv_jax.kernels.config import Tiles
@@ -51,14 +52,6 @@ def _sets(shape, n: int, seed: int) -> list[tuple[jax.Array, ...]]:
         dy = jax.random.normal(k4, (b, h, w, co), jnp.float32).astype(jnp.bfloat16)
         out.append((x, dw, pw, dy))
     return out
-
-
-def _fwdbwd(f):
-    def run(x, dw, pw, dy):
-        y, pull = jax.vjp(f, x, dw, pw)
-        return y, pull(dy)
-
-    return run
 
 
 def _compile(fn, sets):
@@ -208,8 +201,8 @@ def measure_shape(shape, bw: float, args, sweep_rows: list) -> dict[str, Any]:
     if best["dw"] and best["fu"]:
         _, ds, fs = _statics(shape, sweep[best["dw"]], sweep[best["fu"]], interpret)
         fb = {
-            "xla_fb": _fwdbwd(xla_sep),
-            "pallas_fb": _fwdbwd(
+            "xla_fb": fwdbwd(xla_sep),
+            "pallas_fb": fwdbwd(
                 lambda x, dw, pw: separable.fused_conv2d(x, dw, pw, None, None, None, fs)
             ),
         }

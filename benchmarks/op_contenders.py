@@ -51,7 +51,6 @@ JAX_CONTENDERS: dict[tuple[str, str], Callable[..., jax.Array]] = {
     ("sep", "flax"): _flax_sep,
     ("full", "xla"): _lax_full,
 }
-TORCH_OPS = ("dw", "sep", "full")
 #: Column order of the summary table; "auto" is sepconv_jax's default (on the CPU backend the
 #: sum over taps, elsewhere XLA's conv unless a kernel was measured faster), "xla" its ops with
 #: implementation="xla" for dw and sep, and lax.conv (= flax.linen.Conv) for full; "taps" the
@@ -59,24 +58,6 @@ TORCH_OPS = ("dw", "sep", "full")
 CONTENDER_ORDER = ("auto", "xla", "taps", "pallas", "flax", "torch")
 #: Contenders left out by default off GPU: "pallas" (interpret mode), "taps" (= "auto" there).
 GPU_ONLY_BY_DEFAULT = ("pallas", "taps")
-
-
-def pallas_available() -> bool:
-    """Whether `sepconv_jax.kernels` has a real kernel.
-
-    Without one it raises `ValueError("... not available ...")`; any other failure on this tiny
-    probe is left for the rows to report (a kernel may not support every shape).
-    """
-    x = jnp.ones((1, 8, 8, 8), jnp.float32)
-    try:
-        jax.block_until_ready(
-            sj.separable_conv(x, jnp.ones((3, 3, 1, 8)), jnp.ones((8, 8)), implementation="pallas")
-        )
-    except ValueError as err:
-        return "not available" not in str(err)
-    except Exception:  # noqa: BLE001
-        return True
-    return True
 
 
 def fwdbwd(f: Callable[..., jax.Array]) -> Callable[..., Any]:

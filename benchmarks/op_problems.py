@@ -27,7 +27,6 @@ SHAPE_SETS: dict[str, tuple[tuple[int, int, int, int, int], ...]] = {
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 OPS = ("dw", "sep", "full")
-OP_TITLES = {"dw": "depthwise 3×3", "sep": "separable (dw 3×3 + pw 1×1)", "full": "full 3×3"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +67,7 @@ class Problem:
         return fwd if self.passes == "fwd" else fwd + (y + x + wts) + (x + wts)
 
     def fwd_flops(self) -> int:
-        """Forward FLOPs (2 per multiply-add), from `sepconv_jax.cost` where it is available."""
+        """Forward FLOPs (2 per multiply-add), counted by `sepconv_jax.cost`."""
         return library_fwd_flops(self.op, self.shape)
 
     def flops(self) -> int:

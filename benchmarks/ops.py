@@ -40,7 +40,6 @@ from benchmarks.op_contenders import (  # noqa: E402
     JAX_CONTENDERS,
     fwdbwd,
     jax_inputs,
-    pallas_available,
     torch_fn,
     torch_inputs,
     torch_setup,
@@ -50,19 +49,8 @@ from benchmarks.op_problems import (  # noqa: E402
     OPS,
     SHAPE_SETS,
     Problem,
-    formula_flops,
-    library_fwd_flops,
 )
 from benchmarks.op_tables import Row, detail_table, summary_table  # noqa: E402
-
-# Their names before the split into op_problems/op_contenders/op_tables (tests import them).
-_formula_flops = formula_flops
-_fwd_flops = library_fwd_flops
-
-
-def _short_error(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".splitlines()[0]
-    return text[:160]
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -75,9 +63,6 @@ def run(args: argparse.Namespace) -> list[Row]:
         if gpu and torch_device == "cpu":
             torch = None  # a CPU PyTorch against a GPU JAX says nothing
     contenders = list(args.contenders)
-    if "pallas" in contenders and not pallas_available():
-        contenders.remove("pallas")
-        common.log("pallas: no kernel in sepconv_jax.kernels; contender skipped")
     if "torch" in contenders and torch is None:
         contenders.remove("torch")
         common.log("torch: not importable (or no CUDA beside a GPU JAX); contender skipped")
@@ -138,7 +123,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                         fn, jax_sets, budget_s=slice_s, min_samples=min_s, max_samples=max_s
                     )
             except Exception as err:  # noqa: BLE001 - one failing contender must not end the table
-                row.error = _short_error(err)
+                row.error = common.short_error(err, limit=160)
             rows.append(row)
             status = f"{row.timing.median_ms:.4f} ms" if row.timing else f"FAILED {row.error}"
             common.log(

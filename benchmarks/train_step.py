@@ -81,10 +81,6 @@ def bench_jax(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result:
     return result
 
 
-def _short_error(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}".splitlines()[0][:200]
-
-
 def run_one(cfg: Config, args: argparse.Namespace) -> Result:
     kw = dict(warmup=args.warmup, windows=args.windows, steps=args.steps)
     try:
@@ -92,7 +88,7 @@ def run_one(cfg: Config, args: argparse.Namespace) -> Result:
             return bench_jax(cfg, **kw)
         return bench_torch(cfg, **kw)
     except Exception as err:  # noqa: BLE001 - one failing configuration must not end the table
-        return Result(cfg, error=_short_error(err))
+        return Result(cfg, error=common.short_error(err))
 
 
 def run_isolated(cfg: Config, args: argparse.Namespace) -> Result:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import common  # noqa: E402
+from benchmarks import common, op_problems  # noqa: E402
 from benchmarks import ops as ops_bench  # noqa: E402
 
 # Header cells each script's printed table must contain.
@@ -67,9 +67,9 @@ def test_problem_floor_bytes_closed_form():
 
 
 def test_formula_flops():
-    assert ops_bench._formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
-    assert ops_bench._formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
-    assert ops_bench._formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
+    assert op_problems.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
+    assert op_problems.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
+    assert op_problems.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
 
 
 def test_parse_shapes():
@@ -114,4 +114,4 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 @pytest.mark.parametrize("op", ["dw", "sep", "full"])
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
-    assert ops_bench._fwd_flops(op, shape) == ops_bench._formula_flops(op, shape)
+    assert op_problems.library_fwd_flops(op, shape) == op_problems.formula_flops(op, shape)
