@@ -129,10 +129,13 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     for s in ckpts.all_steps():
         params = ckpts.restore_arrays(s)["params"]
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
-    # A second start without resume refuses to mix runs in one workdir.
+    # A second start without resume refuses to mix runs in one workdir, and leaves it as it was.
+    ckpts.close()
+    saved_config = (workdir / "config.json").read_text()
     config.resume = False
     with pytest.raises(ValueError, match="config.resume is False"):
         trainer.train_and_evaluate(config, workdir)
+    assert (workdir / "config.json").read_text() == saved_config
 
 
 def test_missing_dataset_and_bad_config_give_clear_errors(tmp_path):

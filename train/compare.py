@@ -48,6 +48,11 @@ def load_run(workdir: str | pathlib.Path) -> tuple[dict[str, Any], list[dict[str
     return json.loads(path.read_text()), read_events(workdir / "metrics.jsonl")
 
 
+def run_label(results: dict[str, Any]) -> str:
+    """`model (conv)`: how a run is named in the table and the plot's legend."""
+    return f"{results['model']} ({results['conv']})"
+
+
 def table(results: Sequence[dict[str, Any]]) -> str:
     """A markdown table, one row per run's results (`label` = `model (conv)`)."""
     lines = [
@@ -55,7 +60,7 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         "|" + "---|" * len(_COLUMNS),
     ]
     for r in results:
-        fields = {"label": f"{r['model']} ({r['conv']})", **r}
+        fields = {"label": run_label(r), **r}
         cells = []
         for _, fmt in _COLUMNS:
             try:
@@ -73,11 +78,10 @@ def main(argv: list[str]) -> None:
     out = pathlib.Path(_OUT.value)
     out.mkdir(parents=True, exist_ok=True)
     runs = [load_run(w) for w in argv[1:]]
-    (out / "comparison.md").write_text(table([r for r, _ in runs]))
-    plots.plot_comparison(
-        {f"{r['model']} ({r['conv']})": events for r, events in runs}, out / "comparison.png"
-    )
-    print(table([r for r, _ in runs]))
+    markdown = table([r for r, _ in runs])
+    (out / "comparison.md").write_text(markdown)
+    plots.plot_comparison({run_label(r): events for r, events in runs}, out / "comparison.png")
+    print(markdown)
 
 
 if __name__ == "__main__":

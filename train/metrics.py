@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -13,6 +14,14 @@ from typing import Any
 import jax
 import numpy as np
 import tqdm
+
+
+def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
+    """Writes `path` whole or not at all: a temporary file beside it, then a rename."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,7 +66,7 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drops the events after `step` (from a run killed after its last checkpoint)."""
         kept = [e for e in self.read() if e["step"] <= step]
-        self.path.write_text("".join(json.dumps(e) + "\n" for e in kept))
+        write_text_atomic(self.path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
 def read_events(path: str | pathlib.Path) -> list[dict[str, Any]]:

@@ -95,12 +95,6 @@ def cross_entropy(
     return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def _global_norm(tree: Any) -> jax.Array:
-    """The float32 L2 norm of all leaves together."""
-    squares = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)]
-    return jnp.sqrt(sum(squares, jnp.zeros((), jnp.float32)))
-
-
 def _pmean(tree: Any, axis_name: str | None) -> Any:
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
@@ -218,7 +212,7 @@ def train_step(
         "loss": loss,
         "accuracy": accuracy,
         "learning_rate": jnp.asarray(learning_rate_fn(state.step), jnp.float32),
-        "grad_norm": _global_norm(grads),
+        "grad_norm": optax.tree_utils.tree_norm(grads),  # float32: the grads of float32 params
     }
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state

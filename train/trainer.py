@@ -18,7 +18,14 @@ from absl import logging
 
 from sepconv_jax import cost, models
 from train import checkpoint, data, optim, parallel, plots, step
-from train.metrics import MetricsLog, NonFiniteLossError, TrainMeter, format_summary, progress_bar
+from train.metrics import (
+    MetricsLog,
+    NonFiniteLossError,
+    TrainMeter,
+    format_summary,
+    progress_bar,
+    write_text_atomic,
+)
 
 __all__ = ["DTYPES", "NonFiniteLossError", "enable_compilation_cache", "train_and_evaluate"]
 
@@ -145,6 +152,19 @@ class _Run:
         self.cache_dir = enable_compilation_cache(config.compilation_cache_dir)
         self.devices = _devices(config.parallel, config.num_devices)
         _check_config(config, len(self.devices))
+        # Before anything slow or anything written: a refused start leaves the workdir as it was.
+        self.ckpts = checkpoint.Checkpoints(
+            workdir / "checkpoints",
+            keep=config.keep_checkpoints,
+            async_save=config.async_checkpointing,
+        )
+        self.resumed_from = self.ckpts.latest_step()
+        if self.resumed_from is not None and not config.resume:
+            self.ckpts.close()
+            raise ValueError(
+                f"{self.ckpts.directory} has checkpoints (latest step {self.resumed_from}) "
+                "but config.resume is False: use a new workdir or resume"
+            )
 
         self.train_split = data.load_split(config.dataset, "train", config.data_dir)
         self.test_split = data.load_split(config.dataset, "test", config.data_dir)
@@ -192,27 +212,16 @@ class _Run:
         self.driver = parallel.make_driver(config.parallel, train_step, eval_step, self.devices)
         state = step.create_train_state(model, tx, config.seed, self.image_shape)
         self.num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
-        (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+        write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
 
-        self.ckpts = checkpoint.Checkpoints(
-            workdir / "checkpoints",
-            keep=config.keep_checkpoints,
-            async_save=config.async_checkpointing,
-        )
         self.log = MetricsLog(workdir / "metrics.jsonl")
         self.best = {"test_accuracy": -1.0, "step": None}
-        self.resumed_from = self.ckpts.latest_step()
         if self.resumed_from is not None:
-            if not config.resume:
-                raise ValueError(
-                    f"{self.ckpts.directory} has checkpoints (latest step {self.resumed_from}) "
-                    "but config.resume is False: use a new workdir or resume"
-                )
             state, meta = self.ckpts.restore(self.resumed_from, state)
             self.best = meta["best"]
             self.log.truncate_after(self.resumed_from)
             logging.info("resumed from %s", self.ckpts.path(self.resumed_from))
-        elif self.log.path.exists():  # a fresh start: drop what a killed first attempt logged
+        else:  # a fresh start: drop what a killed first attempt logged
             self.log.truncate_after(-1)
         self.state = self.driver.put_state(state)
         self.step = int(jax.device_get(self.driver.get_state(self.state).step))
@@ -287,7 +296,8 @@ class _Run:
         )
         logging.info("eval %s", format_summary(record))
         self._save(metrics)
-        if time.perf_counter() - self.last_plot >= self.config.get("plot_every_s", 0.0):
+        final = self.step == self.total_steps
+        if final or time.perf_counter() - self.last_plot >= self.config.plot_every_s:
             self._plot()
         self.last_eval = metrics
         self.meter.restart_clock()  # step times exclude the eval, the checkpoint and the plot
@@ -353,7 +363,6 @@ class _Run:
                     self._save()
             if self.last_eval is None:  # resumed at the end: nothing left to train
                 self._evaluate_and_save()
-            self._plot()
             self.ckpts.wait()
         finally:
             self.bar.close()
@@ -391,5 +400,5 @@ class _Run:
         model = models.create(self.config.model, axis_name=None, **self.model_args)
         results["flops_per_image"] = flops_per_image(model, self.image_shape)
         results["flops_source"] = "sepconv_jax.cost.model_cost (multiply-add = 2 FLOPs)"
-        (self.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
         return results
