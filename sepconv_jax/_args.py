@@ -17,6 +17,9 @@ DIMENSION_NUMBERS: dict[int, tuple[str, str, str]] = {
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
 
+#: The `implementation` values every op and module takes (see `ops.depthwise_conv`).
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "taps")
+
 #: Padding strings the ops accept, and how the explicit ones extend the border.
 PADDING_MODES: dict[str, str | None] = {
     "SAME": None,
@@ -42,6 +45,38 @@ class Padding(NamedTuple):
     lax: str | tuple[tuple[int, int], ...]
     pre_pad: tuple[tuple[int, int], ...] | None
     mode: str | None
+
+
+def _at(where: str) -> str:
+    """`"where: "` (a message prefix naming the layer), or `""`."""
+    return f"{where}: " if where else ""
+
+
+def positive_int(value: Any, name: str, where: str = "") -> int:
+    """Returns `value` as an int; raises `ValueError` unless it is a positive int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{_at(where)}{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_implementation(implementation: str, where: str = "") -> str:
+    """Raises `ValueError` unless `implementation` is one of `IMPLEMENTATIONS`."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"{_at(where)}implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
+        )
+    return implementation
+
+
+def spatial_dims(shape: tuple[int, ...], name: str = "x", where: str = "") -> int:
+    """The number of spatial dims of a `(N, *spatial, C)` shape; `ValueError` unless 1-3."""
+    n = len(shape) - 2
+    if n not in DIMENSION_NUMBERS:
+        raise ValueError(
+            f"{_at(where)}{name} must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
+            f"(rank 3, 4 or 5), got rank {len(shape)} with shape {tuple(shape)}"
+        )
+    return n
 
 
 def normalize_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -152,13 +187,7 @@ def check_floating(name: str, dtype: Any) -> None:
 def check_input(x: jnp.ndarray, name: str = "x") -> int:
     """Checks `x` is a floating `(N, *spatial, C)` array; returns the number of spatial dims."""
     check_floating(name, x.dtype)
-    n = x.ndim - 2
-    if n not in DIMENSION_NUMBERS:
-        raise ValueError(
-            f"{name} must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
-            f"(rank 3, 4 or 5), got rank {x.ndim} with shape {x.shape}"
-        )
-    return n
+    return spatial_dims(x.shape, name)
 
 
 def check_depthwise_kernel(kernel: jnp.ndarray, x_shape: tuple[int, ...]) -> int:

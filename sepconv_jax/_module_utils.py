@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen import dtypes, initializers
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args
+from sepconv_jax._args import check_implementation, positive_int  # noqa: F401 (the modules use them)
+from sepconv_jax._args import positive_int
 
 Dtype = Any
 Initializer = Callable[..., jax.Array]
@@ -34,22 +36,6 @@ default_bias_init: Initializer = initializers.zeros_init()
 NORMS = ("batch",)
 
 
-def positive_int(value: Any, name: str, where: str) -> int:
-    """Returns `value` as an int; raises `ValueError` unless it is a positive int (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_implementation(implementation: str, where: str) -> str:
-    """Raises `ValueError` unless `implementation` is one of `ops.IMPLEMENTATIONS`."""
-    if implementation not in ops.IMPLEMENTATIONS:
-        raise ValueError(
-            f"{where}: implementation must be one of {ops.IMPLEMENTATIONS}, got {implementation!r}"
-        )
-    return implementation
-
-
 def check_norm(norm: Any, where: str) -> None:
     """Raises `ValueError` unless `norm` is `"batch"`, `None` or a callable factory."""
     if norm is None or callable(norm) or (isinstance(norm, str) and norm in NORMS):
@@ -62,13 +48,7 @@ def check_norm(norm: Any, where: str) -> None:
 
 def spatial_dims(x: jax.Array, where: str) -> int:
     """The number of spatial dims of `x: (N, *spatial, C)`; raises `ValueError` if not 1-3."""
-    n = x.ndim - 2
-    if n not in _args.DIMENSION_NUMBERS:
-        raise ValueError(
-            f"{where}: x must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
-            f"(rank 3, 4 or 5), got shape {x.shape}"
-        )
-    return n
+    return _args.spatial_dims(x.shape, "x", where)
 
 
 def window(kernel_size: int | Sequence[int], n: int | None, where: str) -> tuple[int, ...]:

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args, _routing
+from sepconv_jax.kernels import config
 
 _NHWC = lax.ConvDimensionNumbers(
     lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1), out_spec=(0, 3, 1, 2)
@@ -62,7 +63,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
     `"pallas"` forces the kernel for the depthwise convs it supports (interpret mode off GPU;
     unsupported depthwise configurations still go to `lax`), e.g. to test that a model uses it.
     """
-    ops._check_implementation(implementation)
+    _args.check_implementation(implementation)
 
     def conv_general_dilated(
         lhs: jax.Array,
@@ -84,8 +85,6 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
             pad = _routable(lhs_a, rhs_a, padding, lhs_dilation, dimension_numbers,
                             feature_group_count, batch_group_count, preferred_element_type)  # fmt: skip
             if pad is not None:
-                from sepconv_jax.kernels import config
-
                 strides = tuple(int(s) for s in window_strides)
                 dilation = (1, 1) if rhs_dilation is None else tuple(int(d) for d in rhs_dilation)
                 mode = implementation
@@ -93,7 +92,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
                     lhs_a, rhs_a, strides, pad, dilation
                 ):
                     mode = "auto"  # a drop-in never raises for a valid lax call
-                return ops._routed_depthwise(lhs_a, rhs_a, strides, pad, dilation, precision, mode)
+                return _routing.depthwise(lhs_a, rhs_a, strides, pad, dilation, precision, mode)
         extra = {} if out_sharding is None else {"out_sharding": out_sharding}
         return lax.conv_general_dilated(
             lhs,
