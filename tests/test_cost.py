@@ -310,7 +310,7 @@ def _elementwise_elements(jaxpr) -> int:
             total += math.prod(eqn.outvars[0].aval.shape)
         elif eqn.primitive.name.startswith("reduce_"):
             total += math.prod(eqn.invars[0].aval.shape)
-        for sub in cost.model._sub_jaxprs(eqn.params):
+        for sub in cost.traced.sub_jaxprs(eqn.params):
             total += _elementwise_elements(sub)
     return total
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from sepconv_jax import _args
-from sepconv_jax.kernels import backend, config, depthwise, separable
+from sepconv_jax.kernels import backend, config, depthwise, fused
 
 unsupported_reason = config.unsupported_reason
 
@@ -64,7 +64,7 @@ def run_fused(
     """The fused kernel on a supported conv (see `unsupported_reason`)."""
     g = config.geometry(x.shape, dw.shape[:2], strides, padding)
     c_out = pw.shape[-1]
-    s = separable.Static(
+    s = fused.Static(
         g,
         c_out,
         config.fused_tiles(g, c_out),
@@ -75,7 +75,7 @@ def run_fused(
         config.canonical_precision(precision),
         not backend.on_gpu(),
     )
-    return separable.fused_conv2d(x, dw, pw, epilogue.scale, epilogue.shift, epilogue.bias, s)
+    return fused.fused_conv2d(x, dw, pw, epilogue.scale, epilogue.shift, epilogue.bias, s)
 
 
 __all__ = ["run_depthwise", "run_fused", "shape_key", "unsupported_reason"]

@@ -1,6 +1,6 @@
 """CIFAR MobileNets (V1, V2) built from sepconv_jax's blocks, their full-conv twins and a registry."""
 
-from sepconv_jax.models.layers import make_divisible
+from sepconv_jax.models.common import make_divisible
 from sepconv_jax.models.mobilenet_v1 import MobileNetV1
 from sepconv_jax.models.mobilenet_v2 import MobileNetV2
 from sepconv_jax.models.registry import create, list_models

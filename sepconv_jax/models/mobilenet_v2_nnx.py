@@ -13,14 +13,14 @@ from jax.typing import ArrayLike
 
 from sepconv_jax import _module_utils as mu
 from sepconv_jax import nnx as snnx
-from sepconv_jax.models import layers
+from sepconv_jax.models import common
 from sepconv_jax.models import mobilenet_v2 as v2
 
 
 class BatchNorm(nnx.BatchNorm):
     """`nnx.BatchNorm` computed in float32 and returned in the input's dtype (same variables).
 
-    As the library's blocks and `layers.batch_norm`: nnx's BatchNorm mixes a bfloat16 input
+    As the library's blocks and `common.batch_norm`: nnx's BatchNorm mixes a bfloat16 input
     with its float32 statistics, which strict dtype promotion rejects.
     """
 
@@ -34,7 +34,7 @@ class BatchNorm(nnx.BatchNorm):
 class _Settings:
     """BatchNorm, dtype and precision settings shared by every layer of one model."""
 
-    def __init__(self, model: MobileNetV2, dtype: layers.Dtype):
+    def __init__(self, model: MobileNetV2, dtype: common.Dtype):
         self.act = model.act
         self.norm = dict(
             momentum=model.bn_momentum,
@@ -58,7 +58,7 @@ def _expansion(
 
 
 class ConvNormAct(nnx.Module):
-    """nnx twin of `layers.ConvNormAct`: full K×K conv (no bias) → BatchNorm → act (or none)."""
+    """nnx twin of `common.ConvNormAct`: full K×K conv (no bias) → BatchNorm → act (or none)."""
 
     def __init__(
         self,
@@ -66,7 +66,7 @@ class ConvNormAct(nnx.Module):
         out_features: int,
         kernel_size: int,
         strides: int,
-        act: layers.Act | None,
+        act: common.Act | None,
         settings: _Settings,
         *,
         rngs: nnx.Rngs,
@@ -202,9 +202,9 @@ class MobileNetV2(nnx.Module):
         shortcut: str = "projection",
         always_expand: bool = True,
         cfg: tuple[tuple[int, int, int, int], ...] = v2.CIFAR_CFG,
-        act: layers.Act = nnx.relu,
-        dtype: layers.Dtype | None = None,
-        param_dtype: layers.Dtype = jnp.float32,
+        act: common.Act = nnx.relu,
+        dtype: common.Dtype | None = None,
+        param_dtype: common.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
         axis_name: str | None = None,
         bn_momentum: float = 0.9,
@@ -242,7 +242,7 @@ class MobileNetV2(nnx.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        x = self.stem(layers.check_images(x, self.dtype, "nnx MobileNetV2"))
+        x = self.stem(common.check_images(x, self.dtype, "nnx MobileNetV2"))
         for block in self.blocks:
             x = block(x)
         x = self.last(x)
