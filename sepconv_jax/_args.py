@@ -166,6 +166,13 @@ def resolve_padding(
     return Padding(pads, None, None)
 
 
+def freeze_padding(padding: PaddingLike) -> PaddingLike:
+    """`padding` with lists turned into tuples (hashable: a static attribute of a module)."""
+    if isinstance(padding, (str, int, np.integer)):
+        return padding
+    return tuple(p if isinstance(p, (int, np.integer)) else tuple(p) for p in padding)
+
+
 def _pair(p: Any, whole: Any) -> tuple[int, int]:
     if isinstance(p, (int, np.integer)):
         return (int(p), int(p))

@@ -136,7 +136,7 @@ class MobileNetV1(nn.Module):
         for i, (features, strides) in enumerate(self.cfg):
             if self.conv == "full":
                 block = common.ConvNormAct(
-                    self._ch(features), 3, strides, name=f"block{i}", **common
+                    self._ch(features), 3, strides, name=f"block{i}", **shared
                 )
             else:
                 block = sl.SeparableBlock(

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax import _norm
 from sepconv_jax import linen as sl
 from sepconv_jax.models import common
 
@@ -106,7 +107,7 @@ class FullInvertedResidual(nn.Module):
                 precision=self.precision,
                 name="expand",
             )(h)
-            h = self.act(common.batch_norm(h, train, name="expand_norm", **norm))
+            h = self.act(_norm.batch_norm(h, train, name="expand_norm", **norm))
         h = common.conv_norm(
             h,
             train,
@@ -170,7 +171,7 @@ class Bottleneck(nn.Module):
         h = x
         if self.expansion == 1 and self.always_expand:
             h = sl.PointwiseConv(c_in, use_bias=False, name="expand", **dense)(h)
-            h = self.act(common.batch_norm(h, train, name="expand_norm", **norm))
+            h = self.act(_norm.batch_norm(h, train, name="expand_norm", **norm))
         core_args = dict(
             expansion=self.expansion,
             strides=self.strides,
@@ -190,7 +191,7 @@ class Bottleneck(nn.Module):
             y = core(h, train)
         if self.shortcut == "projection" and self.strides == 1 and c_in != self.features:
             s = sl.PointwiseConv(self.features, use_bias=False, name="shortcut", **dense)(x)
-            y = y + common.batch_norm(s, train, name="shortcut_norm", **norm)
+            y = y + _norm.batch_norm(s, train, name="shortcut_norm", **norm)
         return y
 
 

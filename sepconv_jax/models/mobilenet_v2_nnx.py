@@ -11,24 +11,10 @@ from flax import nnx, traverse_util
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _norm
 from sepconv_jax import nnx as snnx
 from sepconv_jax.models import common
 from sepconv_jax.models import mobilenet_v2 as v2
-
-
-class BatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` computed in float32 and returned in the input's dtype (same variables).
-
-    As the library's blocks and `common.batch_norm`: nnx's BatchNorm mixes a bfloat16 input
-    with its float32 statistics, which strict dtype promotion rejects.
-    """
-
-    def __init__(self, num_features: int, **kwargs: Any):
-        super().__init__(num_features, dtype=jnp.float32, **kwargs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return mu.in_float32(super().__call__, x)
 
 
 class _Settings:
@@ -47,14 +33,14 @@ class _Settings:
 
 def _expansion(
     in_features: int, out_features: int, present: bool, settings: _Settings, rngs: nnx.Rngs
-) -> tuple[snnx.PointwiseConv | None, BatchNorm | None]:
+) -> tuple[snnx.PointwiseConv | None, _norm.BatchNorm | None]:
     """A 1×1 conv (no bias) and its BatchNorm, or `(None, None)` where the block has none."""
     if not present:
         return None, None
     conv = snnx.PointwiseConv(
         in_features, out_features, use_bias=False, rngs=rngs, **settings.dense
     )
-    return conv, BatchNorm(out_features, rngs=rngs, **settings.norm)
+    return conv, _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
 
 
 class ConvNormAct(nnx.Module):
@@ -75,7 +61,7 @@ class ConvNormAct(nnx.Module):
         self.conv = nnx.Conv(
             in_features, out_features, (k, k), strides, use_bias=False, rngs=rngs, **settings.dense
         )
-        self.norm = BatchNorm(out_features, rngs=rngs, **settings.norm)
+        self.norm = _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
         self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -103,7 +89,7 @@ class FullInvertedResidual(nnx.Module):
         self.conv = nnx.Conv(
             hidden, out_features, (3, 3), strides, use_bias=False, rngs=rngs, **settings.dense
         )
-        self.conv_norm = BatchNorm(out_features, rngs=rngs, **settings.norm)
+        self.conv_norm = _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
         self.act = settings.act
         self.residual = strides == 1 and in_features == out_features
 
