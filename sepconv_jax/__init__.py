@@ -2,7 +2,8 @@
 
 The functional ops live at the top level; `linen` and `nnx` hold the Flax modules over them,
 `models` the CIFAR MobileNets and their full-conv twins, `cost` the parameter / FLOP / byte
-accounting, and `kernels` the Pallas GPU kernels behind `implementation="auto"`.
+accounting, and `kernels` the Pallas GPU kernels (`implementation="pallas"`, and `"auto"`
+where the routing table lists them).
 """
 
 from sepconv_jax import cost, linen, models, nnx

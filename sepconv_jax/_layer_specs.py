@@ -33,7 +33,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.linen import dtypes, initializers
 from jax import lax
 from jax.typing import ArrayLike
@@ -105,34 +104,6 @@ def add_bias(y: jax.Array, bias: jax.Array | None) -> jax.Array:
     return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + bias.shape)
 
 
-def window(kernel_size: int | Sequence[int], n: int | None, where: str) -> tuple[int, ...]:
-    """`kernel_size` as `n` positive ints; `n=None`: a sequence's length, 2 for an int.
-
-    Raises:
-      ValueError: a non-positive entry, or a sequence whose length is not `n` or not 1-3.
-    """
-    if n is not None:
-        n = _args.positive_int(n, "num_spatial_dims", where)
-        if n not in _args.DIMENSION_NUMBERS:
-            raise ValueError(f"{where}: num_spatial_dims must be 1, 2 or 3, got {n}")
-    elif isinstance(kernel_size, (int, np.integer)):
-        n = 2
-    else:
-        try:
-            n = len(kernel_size)
-        except TypeError as err:
-            raise ValueError(
-                f"{where}: kernel_size must be a positive int or a sequence of them, "
-                f"got {kernel_size!r}"
-            ) from err
-        if n not in _args.DIMENSION_NUMBERS:
-            raise ValueError(
-                f"{where}: kernel_size must have 1, 2 or 3 entries (one per spatial dim), "
-                f"got {kernel_size!r}"
-            )
-    return _args.normalize_tuple(kernel_size, n, f"{where}: kernel_size")
-
-
 def check_input(x: ArrayLike, n: int | None, in_features: int, where: str) -> jax.Array:
     """`x` as an array with `n` spatial dims (any rank if `None`) and `in_features` channels."""
     x = jnp.asarray(x)
@@ -153,7 +124,7 @@ def check_input(x: ArrayLike, n: int | None, in_features: int, where: str) -> ja
 
 
 @dataclasses.dataclass(frozen=True)
-class _Spatial:
+class _WindowFields:
     """Fields every windowed layer resolves: window, strides, padding, dilation, route."""
 
     window: tuple[int, ...]
@@ -181,7 +152,7 @@ def _spatial(
     implementation: str,
     where: str,
 ) -> dict[str, Any]:
-    win = window(kernel_size, num_spatial_dims, where)
+    win = _args.window(kernel_size, num_spatial_dims, where)
     n = len(win)
     dilation_t = _args.normalize_tuple(dilation, n, f"{where}: dilation")
     return dict(
@@ -195,7 +166,7 @@ def _spatial(
 
 
 @dataclasses.dataclass(frozen=True)
-class DepthwiseSpec(_Spatial):
+class DepthwiseSpec(_WindowFields):
     """`DepthwiseConv`: `depthwise_kernel` `(*window, 1, C*m)` and, if `use_bias`, `bias`."""
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("bias",)
@@ -341,7 +312,7 @@ class PointwiseSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class SeparableSpec(_Spatial):
+class SeparableSpec(_WindowFields):
     """`SeparableConv`: `depthwise_kernel`, `pointwise_kernel` and, if `use_bias`, `bias`."""
 
     OPTIONAL: ClassVar[tuple[str, ...]] = ("bias",)

@@ -352,7 +352,11 @@ def full_cost(
 
 
 def separable_full_ratio(
-    window: int | Sequence[int], out_channels: int, channel_multiplier: int = 1
+    window: int | Sequence[int],
+    out_channels: int,
+    channel_multiplier: int = 1,
+    *,
+    num_spatial_dims: int | None = None,
 ) -> float:
     """Weights of a separable conv over those of the full conv it replaces: `m/C_out + m/K`.
 
@@ -361,21 +365,25 @@ def separable_full_ratio(
     once.
 
     Args:
-      window: kernel spatial size (an int is one spatial dim; pass `(3, 3)` for 3×3).
+      window: kernel spatial size: one int per spatial dim, or an int for every spatial dim.
       out_channels: `C_out`.
       channel_multiplier: `m`. Defaults to 1.
+      num_spatial_dims: the number of spatial dims. Defaults to `None`: the length of a
+        sequence `window`, 2 for an int (as the nnx layers count them).
 
     Returns:
       The ratio, a float.
 
     Raises:
-      ValueError: non-positive `window`, `out_channels` or `channel_multiplier`.
+      ValueError: non-positive `window`, `out_channels` or `channel_multiplier`, or a `window`
+        whose length is not `num_spatial_dims`.
 
     Examples:
       >>> separable_full_ratio((3, 3), 32)  # 1/32 + 1/9
       0.1423611111111111
+      >>> separable_full_ratio(3, 32) == separable_full_ratio((3, 3), 32)
+      True
     """
-    win = (window,) if isinstance(window, (int, np.integer)) else window
-    k = math.prod(_args.normalize_tuple(win, len(tuple(win)), "window"))
+    k = math.prod(_args.window(window, num_spatial_dims, name="window"))
     m = _args.positive_int(channel_multiplier, "channel_multiplier")
     return float(Fraction(m, _args.positive_int(out_channels, "out_channels")) + Fraction(m, k))

@@ -124,7 +124,7 @@ class FullInvertedResidual(nn.Module):
         return h
 
 
-class Bottleneck(nn.Module):
+class CifarBlock(nn.Module):
     """One MobileNetV2 block as pytorch-cifar builds it, around the library's `InvertedResidual`.
 
     pytorch-cifar's block differs from the paper's (and `InvertedResidual`'s) in two ways, both
@@ -199,7 +199,7 @@ class MobileNetV2(nn.Module):
     """MobileNetV2 for 32×32 images, as pytorch-cifar's `MobileNetV2` (2,296,922 parameters).
 
     Stem: 3×3 conv (32 channels, stride 1) → BN → act. Then the blocks of `cfg` (see
-    `Bottleneck`: the library's `InvertedResidual` plus pytorch-cifar's projection shortcut and
+    `CifarBlock`: the library's `InvertedResidual` plus pytorch-cifar's projection shortcut and
     expansion conv at expansion 1), a 1×1 conv 320 → 1280 → BN → act, a global average pool
     (over the final 4×4 map for 32×32 inputs), dropout and a Dense classifier. The activation is
     ReLU as in pytorch-cifar (the paper: ReLU6). Parameters at `num_classes=10`, `width=1.0`:
@@ -300,7 +300,7 @@ class MobileNetV2(nn.Module):
         stem, last = channels(self.width)
         x = common.ConvNormAct(stem, 3, name="stem", **shared)(x, train)
         for i, (t, c, s) in enumerate(block_plan(self.cfg, self.width)):
-            x = Bottleneck(
+            x = CifarBlock(
                 c,
                 t,
                 s,

@@ -99,8 +99,8 @@ class FullInvertedResidual(nnx.Module):
         return h + x if self.residual else h
 
 
-class Bottleneck(nnx.Module):
-    """nnx twin of `mobilenet_v2.Bottleneck`: pre-expansion, `core`, projection shortcut."""
+class CifarBlock(nnx.Module):
+    """nnx twin of `mobilenet_v2.CifarBlock`: pre-expansion, `core`, projection shortcut."""
 
     def __init__(
         self,
@@ -212,7 +212,7 @@ class MobileNetV2(nnx.Module):
         self.stem = ConvNormAct(in_features, stem, 3, 1, act, settings, rngs=rngs)
         blocks, c_in = [], stem
         for t, c, s in v2.block_plan(cfg, width):
-            blocks.append(Bottleneck(c_in, c, t, s, self, settings, rngs=rngs))
+            blocks.append(CifarBlock(c_in, c, t, s, self, settings, rngs=rngs))
             c_in = c
         self.blocks = nnx.List(blocks)
         self.last = ConvNormAct(c_in, last, 1, 1, act, settings, rngs=rngs)
