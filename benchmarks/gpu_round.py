@@ -520,7 +520,8 @@ def bundle(args: argparse.Namespace) -> int:
         run.append(f"--data {_rel(dest / 'data' / data.name)}")
     size = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file())
     common.log(f"bundle {_rel(dest)}: {size / 2**20:.1f} MiB")
-    print(f"On the GPU machine, from the repository root (with {_rel(dest)}/ beside the code):")
+    wheels_for = f"wheels for linux x86_64, CPython {args.python_version}; " if args.wheels else ""
+    print(f"On the GPU machine ({wheels_for}from the repository root, {_rel(dest)}/ in it):")
     print(f"  {install}{' '.join(run)}")
     return 0
 
