@@ -8,6 +8,8 @@ Tolerances (‖out − ref‖ / ‖ref‖): float32 1e-5 (exact FMAs, fp32 dot a
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -125,6 +127,44 @@ def test_gradients_match_xla(dtype):
     )(x, dw)
     for a, b in zip(g_dw, r_dw):
         assert _rel(a, b) < TOL[dtype]
+
+
+_OPS = {
+    "depthwise": lambda x, dw, pw, e, **kw: sj.depthwise_conv(x, dw, **kw),
+    "separable": lambda x, dw, pw, e, **kw: sj.separable_conv(x, dw, pw, **kw),
+    "fused": lambda x, dw, pw, e, **kw: fused_separable_conv(
+        x, dw, pw, activation="relu", **e, **kw
+    ),
+}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _value_and_grad(op, impl, x, *rest):
+    """`op(x, ...)` (3×3, stride 1, padding 1) and the gradient of `sum(sin(y))` by `x`."""
+    kw = dict(implementation=impl, strides=1, padding=1, precision=HI)
+    y, vjp = jax.vjp(lambda x: _OPS[op](x, *rest, **kw), x)
+    return y, vjp(jnp.cos(y))[0]
+
+
+@functools.cache
+def _x64_case(op):
+    """Float32 inputs and the float64 XLA reference of `_value_and_grad` (under x64)."""
+    with jax.enable_x64(True):
+        args = _inputs(60, c=8, co=8, hw=(5, 5))
+        args64 = jax.tree.map(lambda a: a.astype(jnp.float64), args)
+        return args, jax.device_get(_value_and_grad(op, "xla", *args64))
+
+
+@pytest.mark.parametrize("implementation", ["xla", "taps", "pallas", "auto"])
+@pytest.mark.parametrize("op", list(_OPS))
+def test_float32_under_x64(op, implementation):
+    """With `jax_enable_x64` on, float32 inputs stay float32 on every path (the Pallas kernels'
+    int32 index arithmetic included), value and input gradient equal to a float64 reference."""
+    args, (ref, g_ref) = _x64_case(op)
+    with jax.enable_x64(True):
+        y, g = _value_and_grad(op, implementation, *args)
+    assert y.dtype == g.dtype == jnp.float32 and y.shape == ref.shape
+    assert _rel(y, ref) < TOL["float32"] and _rel(g, g_ref) < TOL["float32"]
 
 
 def test_auto_on_cpu_is_xla():
