@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,40 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
     assert op_contenders.library_fwd_flops(op, shape) == op_contenders.formula_flops(op, shape)
+
+
+def test_gpu_round_uses_a_prepared_data_dir_as_it_is(tmp_path):
+    prepared = tmp_path / "tfds"
+    (prepared / "cifar10" / "3.0.2").mkdir(parents=True)
+    (prepared / "cifar10" / "3.0.2" / "dataset_info.json").write_text("{}")
+    parts = gpu_round.cifar_parts(prepared, tmp_path / "out", tmp_path / "cache", False, 5, 80.0)
+    assert [p.name for p in parts] == ["cifar10"] and parts[0].limit_s == 80.0
+    assert f"--config.data_dir={prepared}" in parts[0].argv
+    images = tmp_path / "images"
+    images.mkdir()
+    prepare, run = gpu_round.cifar_parts(
+        images, tmp_path / "out", tmp_path / "cache", False, 5, 80.0
+    )
+    assert prepare.name == "prepare_data" and f"--source={images}" in prepare.argv
+    assert (
+        run.needs == "prepare_data"
+        and f"--config.data_dir={tmp_path / 'cache' / 'tfds'}" in run.argv
+    )
+
+
+def test_gpu_round_runs_parts_in_order_passing_on_time_and_stopping_overruns(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_round, "GRACE_S", 0.5)
+    part = gpu_round.Part
+    parts = [
+        part("fails", ["-c", "import sys; print('out'); sys.exit(3)"], 5.0, ""),
+        part("needs_it", ["-c", "pass"], 5.0, "", needs="fails"),
+        part("quick", ["-c", "pass"], 5.0, ""),
+        part("overruns", ["-c", "import time; time.sleep(60)"], -10.0, ""),
+    ]
+    gpu_round.run_parts(parts, dict(os.environ), tmp_path / "logs")
+    failed, skipped, quick, overran = parts
+    assert failed.rc == 3 and (tmp_path / "logs" / "fails.out").read_text() == "out\n"
+    assert skipped.rc is None and skipped.note == "not run: fails failed"
+    assert quick.rc == 0 and quick.limit_s > 5.0  # what "fails" left of its 5 s
+    assert overran.rc == -signal.SIGTERM and overran.note.startswith("stopped after")
+    assert overran.wall_s < 30
