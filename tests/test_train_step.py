@@ -19,7 +19,7 @@ BATCH = 16
 
 
 def _batches(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Raw uint8 batches, as `data.train_batches(on_device=True)` yields them."""
+    """Raw uint8 batches, as `data.train_batches` yields them."""
     rs = np.random.RandomState(seed)
     return [
         {
@@ -109,15 +109,15 @@ def test_step_input_is_the_global_batch_augmented_per_example():
     def shard(x):
         return step.prepare_images(x, augment=True, key=key, axis_name="data")
 
-    got = jax.jit(parallel._shard_map(shard, mesh, in_specs=P("data"), out_specs=P("data")))(images)
+    got = jax.jit(parallel.shard_map(shard, mesh, in_specs=P("data"), out_specs=P("data")))(images)
     want = augment.augment(jnp.asarray(images), key)
     # atol: jit may fuse normalisation's multiply-add (1 ulp); a wrong crop is off by >= 0.015.
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-6)
     assert not np.array_equal(np.asarray(want), np.asarray(augment.normalize(images)))
     plain = step.prepare_images(jnp.asarray(images), augment=False)
     np.testing.assert_allclose(np.asarray(plain), augment.normalize(images), rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match="augment=True needs uint8 images"):
-        step.prepare_images(jnp.zeros((2, *IMAGE), jnp.float32), augment=True)
+    with pytest.raises(TypeError, match="images must be uint8"):
+        step.prepare_images(jnp.zeros((2, *IMAGE), jnp.float32), augment=False)
 
 
 def test_shard_map_step_traces_once():

@@ -18,13 +18,13 @@ from absl import logging
 
 from sepconv_jax import cost, models
 from train import checkpoint, data, optim, parallel, plots, step
+from train.atomic import write_text_atomic
 from train.metrics import (
     MetricsLog,
     NonFiniteLossError,
     TrainMeter,
     format_summary,
     progress_bar,
-    write_text_atomic,
 )
 
 __all__ = ["DTYPES", "NonFiniteLossError", "enable_compilation_cache", "train_and_evaluate"]
@@ -97,7 +97,7 @@ def evaluate(
     """
     sums = []
     for batch in data.eval_batches(
-        images, labels, batch_size=batch_size, num_devices=driver.num_devices, on_device=True
+        images, labels, batch_size=batch_size, num_devices=driver.num_devices
     ):
         batch = driver.put_batch({k: batch[k] for k in ("image", "label", "mask")})
         sums.append(driver.get_metrics(driver.eval_step(state, batch)))
@@ -319,7 +319,6 @@ class _Run:
             epoch=epoch,
             num_devices=len(self.devices),
             start_step=offset,
-            on_device=True,  # uint8; the step augments (config.augment) and normalises
         )
         batches = (
             self.driver.put_batch({"image": b["image"], "label": b["label"]}) for b in batches
