@@ -20,6 +20,7 @@ __all__ = [
     "STD",
     "CorruptDatasetError",
     "DatasetNotFoundError",
+    "check_dataset",
     "decode_pngs",
     "eval_batches",
     "load_split",
@@ -38,22 +39,31 @@ class CorruptDatasetError(ValueError):
 
 
 def _how_to_provide(dataset: str, data_dir: str) -> str:
-    return (
-        f"write it with `python -m train.prepare_data --source=IMAGES --data_dir={data_dir} "
-        f"--name={dataset}` (IMAGES: a folder or .tar[.gz] of <split>/<class>/<image>), or where "
-        f"there is network `tfds.builder({dataset!r}, data_dir={data_dir!r})"
-        ".download_and_prepare(file_format='array_record')`"
+    how = f"write it with `python -m train.prepare_data --data_dir={data_dir}"
+    download = f"{how}` (CIFAR-10, downloaded through tensorflow-datasets) or " * (
+        dataset == "cifar10"
     )
+    return (
+        f"{download}{how} --source=IMAGES --name={dataset}` (IMAGES: a folder or .tar[.gz] of "
+        "<split>/<class>/<image>)"
+    )
+
+
+def check_dataset(dataset: str, data_dir: str | os.PathLike) -> None:
+    """Raises `DatasetNotFoundError` unless `data_dir/dataset/<version>/` holds a dataset (a
+    cheap look for its `dataset_info.json`: nothing is read)."""
+    root = pathlib.Path(data_dir).expanduser() / dataset
+    if not any(root.glob("**/dataset_info.json")):
+        raise DatasetNotFoundError(
+            f"dataset {dataset!r} not found: no {root}/<version>/dataset_info.json; "
+            + _how_to_provide(dataset, os.fspath(data_dir))
+        )
 
 
 def _open(dataset: str, split: str, data_dir: str):
     """`tfds.data_source` with PNG decoding skipped, or one clear error."""
     root = pathlib.Path(data_dir).expanduser() / dataset
-    if not any(root.glob("**/dataset_info.json")):
-        raise DatasetNotFoundError(
-            f"dataset {dataset!r} not found: no {root}/<version>/dataset_info.json; "
-            + _how_to_provide(dataset, data_dir)
-        )
+    check_dataset(dataset, data_dir)
     try:
         source = tfds.data_source(
             dataset,
