@@ -3,8 +3,8 @@
 Run from the repository root:
 
     python -m benchmarks.kernels --quick                  # CPU/interpret: proves the script runs
-    python -m benchmarks.kernels --out $OUT/kernels.md    # the GPU set (≈ 6 min on an H100)
-    python -m benchmarks.kernels --few-checks --rows 4,5,6 --out $OUT/k.md   # a subset
+    python -m benchmarks.kernels --out kernels.md         # the GPU set (≈ 6 min on an H100)
+    python -m benchmarks.kernels --few-checks --rows 4,5,6 --out k.md   # a subset
 
 One command does everything for one round: correctness of every kernel configuration against
 XLA at `Precision.HIGHEST` (small shapes, float32 and bfloat16, forward and gradients), then per

@@ -4,7 +4,7 @@ Run from the repository root:
 
     python -m benchmarks.ops --quick                 # seconds, proves the script runs (CI)
     python -m benchmarks.ops --cpu-small             # a few minutes on a laptop CPU
-    python -m benchmarks.ops --out $OUT/ops.md       # the GPU set (about 4 minutes on an H100)
+    python -m benchmarks.ops                         # on a GPU: the GPU set (≈ 4 min on an H100)
 
 Every row: median ms and interquartile spread over input sets rotated so that nothing is served
 from cache, achieved GB/s and % of the bandwidth floor (one read of every input, one write of

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python -m benchmarks.train_step --quick                # CI: tiny models, 2 steps
-    python -m benchmarks.train_step --out $OUT/train.md    # GPU: batch 256 and 512, bf16 and f32
+    python -m benchmarks.train_step                        # GPU: batch 256 and 512, bf16 and f32
 
 Synthetic data (a few random batches rotated), warm-up (compilation, autotuning) first, then the
 median over windows of steps (each window timed end to end, so steps overlap as in training). Each

@@ -402,7 +402,7 @@ class _Run:
                 t = time.perf_counter()
                 self.state, metrics = self.driver.train_step(self.state, batch)
                 first = self.timing["time_to_first_step_s"] is None
-                self.meter.add(self.step, metrics, timed=not first)
+                self.meter.add(self.step, self.driver.get_metrics(metrics), timed=not first)
                 self.step += 1
                 self.bar.update()
                 if first:
