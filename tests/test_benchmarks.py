@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 from _train_utils import write_image_folder  # noqa: E402
 
-from benchmarks import common, gpu_round, op_problems  # noqa: E402
+from benchmarks import common, gpu_round, op_contenders  # noqa: E402
 from benchmarks import ops as ops_bench  # noqa: E402
 
 # Header cells each script's printed table must contain.
@@ -160,9 +160,9 @@ def test_problem_floor_bytes_closed_form():
 
 
 def test_formula_flops():
-    assert op_problems.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
-    assert op_problems.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
-    assert op_problems.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
+    assert op_contenders.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
+    assert op_contenders.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
+    assert op_contenders.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
 
 
 def test_parse_shapes():
@@ -207,4 +207,4 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 @pytest.mark.parametrize("op", ["dw", "sep", "full"])
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
-    assert op_problems.library_fwd_flops(op, shape) == op_problems.formula_flops(op, shape)
+    assert op_contenders.library_fwd_flops(op, shape) == op_contenders.formula_flops(op, shape)
