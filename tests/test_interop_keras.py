@@ -63,6 +63,7 @@ CASES = {
     "mobilenet_v3_small": ("MobileNetV3Small", dict(), 64, 255.0),
     "mobilenet_v3_large": ("MobileNetV3Large", dict(classifier_activation=None), 64, 255.0),
     "efficientnet_b0": ("EfficientNetB0", dict(classifier_activation=None), 64, 255.0),
+    "convnext_tiny": ("ConvNeXtTiny", dict(classifier_activation=None), 64, 255.0),
 }
 
 

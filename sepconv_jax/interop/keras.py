@@ -56,8 +56,18 @@ _CONVERT: dict[str, Callable] = {
         }
     ),
     "ln": _rename({"gamma": (_P, "scale"), "beta": (_P, "bias")}),
-    "scale": _rename({"gamma": (_P, "gamma")}),
 }
+
+
+def _scale(w: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    """A `LayerScale`'s one weight (whatever Keras named it) as `gamma`."""
+    return {
+        (_P, "gamma" if len(w) == 1 else f"<unexpected Keras weights {sorted(w)}>"): v
+        for v in w.values()
+    }
+
+
+_CONVERT["scale"] = _scale
 
 
 def _expected(module: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -202,7 +212,7 @@ def from_keras(keras_model: Any) -> tuple[Any, dict]:
     """The sepconv_jax net equal to a Keras 3 `keras.applications` model, with its weights.
 
     Supported: `MobileNetV2` (any `alpha`), `MobileNetV3Small`/`Large` (alpha 0.75 or 1.0,
-    `minimalistic` or not), `EfficientNetB0`–`B3`; `include_top` on or off
+    `minimalistic` or not), `EfficientNetB0`–`B3`, `ConvNeXtTiny` (with or without layer scale); `include_top` on or off
     (`pooling` None, `"avg"` or `"max"`), any input size, classifier activation `None` or
     `"softmax"`. The preprocessing layers the Keras model holds (`Rescaling`, `Normalization`)
     become the net's `preprocessing` field. Kernels are converted to the library's layouts
@@ -237,4 +247,8 @@ def from_keras(keras_model: Any) -> tuple[Any, dict]:
         if layer.weights and type(layer).__name__ != "Normalization"
     }
     fields = _fields(keras_model, layers, family, prefix)
+    last = layers[-1]
+    if not fields["include_top"] and type(last).__name__ == "LayerNormalization":
+        # ConvNeXt without its top still ends on a LayerNorm (auto-named): the head norm here.
+        weights[f"{prefix}_head_layernorm"] = weights.pop(last.name)
     return _load(family, prefix, weights, fields, keras_model.name)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sepconv_jax.models import efficientnet, mobilenet_v2_imagenet, mobilenet_v3
+from sepconv_jax.models import convnext, efficientnet, mobilenet_v2_imagenet, mobilenet_v3
 from sepconv_jax.models.mbconv import MBConvSpec
 
 Layout = list[tuple[str, str, tuple[str, ...]]]
@@ -117,6 +117,37 @@ def efficientnet_layout(model: Any, prefix: str) -> Layout:
     return out + _head(model, "predictions")
 
 
+# ConvNeXt ------------------------------------------------------------------------------------
+
+
+def convnext_layout(model: Any, prefix: str) -> Layout:
+    p = prefix
+    out = [(f"{p}_stem_conv", "conv", ("stem",)), (f"{p}_stem_layernorm", "ln", ("stem_norm",))]
+    for spec in convnext.block_plan(model.variant):
+        i, j = spec.stage, spec.index
+        if j == 0 and i > 0:
+            out += [
+                (f"{p}_downsampling_layernorm_{i - 1}", "ln", (f"down{i}_norm",)),
+                (f"{p}_downsampling_conv_{i - 1}", "conv", (f"down{i}",)),
+            ]
+        block, name = f"stage{i}_block{j}", f"{p}_stage_{i}_block_{j}_"
+        out += [
+            (name + "depthwise_conv", "depthwise", (block, "depthwise")),
+            (name + "layernorm", "ln", (block, "norm")),
+            (name + "pointwise_conv_1", "pointwise", (block, "pointwise_1")),
+            (name + "pointwise_conv_2", "pointwise", (block, "pointwise_2")),
+        ]
+        if model.layer_scale is not None:
+            out.append((name + "layer_scale", "scale", (block, "layer_scale")))
+    out.append((f"{p}_head_layernorm", "ln", ("head_norm",)))
+    return out + _head(model, f"{p}_head_dense")
+
+
+def _convnext_candidates(names: set[str], model_name: str) -> list[tuple[str, dict[str, Any]]]:
+    layer_scale = any(n.endswith("_layer_scale") for n in names)
+    return [("convnext_tiny", {"layer_scale": 1e-6 if layer_scale else None})]
+
+
 class Family(NamedTuple):
     """A Keras application family: how to spot it, which configs to try, its layout."""
 
@@ -190,5 +221,13 @@ FAMILIES = (
         efficientnet_layout,
         "predictions",
         "predictions",
+    ),
+    Family(
+        "ConvNeXt",
+        ("{p}_stem_conv", "{p}_stage_0_block_0_depthwise_conv"),
+        _convnext_candidates,
+        convnext_layout,
+        "{p}_head_dense",
+        "{p}_head_dense",
     ),
 )

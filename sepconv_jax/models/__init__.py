@@ -1,5 +1,6 @@
-"""CIFAR MobileNets (V1, V2) with their full-conv twins, ImageNet MobileNetV2/V3 and EfficientNet, a registry."""
+"""CIFAR MobileNets (V1, V2) with their full-conv twins, ImageNet MobileNetV2/V3, EfficientNet, ConvNeXt, a registry."""
 
+from sepconv_jax.models.convnext import ConvNeXt
 from sepconv_jax.models.efficientnet import EfficientNet
 from sepconv_jax.models.layers import make_divisible
 from sepconv_jax.models.mbconv import MBConv, MBConvSpec
@@ -10,6 +11,7 @@ from sepconv_jax.models.mobilenet_v3 import MobileNetV3
 from sepconv_jax.models.registry import create, list_models
 
 __all__ = [
+    "ConvNeXt",
     "EfficientNet",
     "MBConv",
     "MBConvSpec",

@@ -10,6 +10,7 @@ import flax.linen as nn
 from flax import nnx
 
 from sepconv_jax.models import (
+    convnext,
     efficientnet,
     mobilenet_v1,
     mobilenet_v2,
@@ -49,6 +50,7 @@ _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
         f"efficientnet_{v}": functools.partial(efficientnet.EfficientNet, variant=v)
         for v in ("b0", "b1", "b2", "b3")
     },
+    "convnext_tiny": functools.partial(convnext.ConvNeXt, variant="tiny"),
 }
 
 
