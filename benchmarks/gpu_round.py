@@ -1,4 +1,4 @@
-"""One command for a short GPU lease: op and training-step benchmarks and a timed CIFAR-10 run.
+"""One command for a short time on a GPU: op and training-step benchmarks and a timed CIFAR-10 run.
 
 Run from the repository root on a machine with one GPU:
 
@@ -54,7 +54,7 @@ from benchmarks import common
 #: The parts' environment is the caller's, untouched by this process's GPU memory setting.
 _CHILD_ENV = dict(os.environ)
 
-#: The op benchmark's shapes: the four measured in bf16 fwd on the previous lease (comparable).
+#: The op benchmark's shapes: the four of `results/ops_gpu_bf16_fwd.md`, so its rows compare.
 GPU_SHAPES = "256x32x32x128x128,256x8x8x512x512,128x56x56x128x128,128x7x7x1024x1024"
 #: Seconds a part may run past its limit (finishing a row, writing its table) before it is stopped.
 GRACE_S = 60.0

@@ -363,7 +363,7 @@ def measure_shape(shape, bw: float, args, sweep_rows: list) -> dict[str, Any]:
 # Table and command line
 
 
-GPU_SHAPES = SHAPE_SETS["gpu"]  # the benchmarks issue's shapes, shared with ops.py
+GPU_SHAPES = SHAPE_SETS["gpu"]  # the GPU shape set, shared with ops.py
 QUICK_SHAPES = ((2, 8, 8, 32, 32),)
 
 
