@@ -120,7 +120,12 @@ def run(args: argparse.Namespace) -> list[Row]:
                     fn = JAX_CONTENDERS[(p.op, name)]
                     fn = fn if p.passes == "fwd" else fwdbwd(fn)
                     row.timing = common.time_jax(
-                        fn, jax_sets, budget_s=slice_s, min_samples=min_s, max_samples=max_s
+                        fn,
+                        jax_sets,
+                        budget_s=slice_s,
+                        min_samples=min_s,
+                        max_samples=max_s,
+                        per_call=p.passes == "fwdbwd" or not gpu,
                     )
             except Exception as err:  # noqa: BLE001 - one failing contender must not end the table
                 row.error = common.short_error(err, limit=160)
