@@ -230,24 +230,36 @@ def time_jax(
     budget_s: float = 0.5,
     min_samples: int = 3,
     max_samples: int = 50,
+    per_call: bool = False,
 ) -> Timing:
-    """Median time of `fn` on device, one call per input set inside one compiled program.
+    """Median time of `fn` on device, one call per input set.
 
     The sets are distinct arrays (together larger than the L2 cache on a GPU), so no call reads
-    its inputs from cache. Running all of them in one `jit` keeps Python dispatch out of the time;
-    each sample is one call of that program, divided by the number of sets.
+    its inputs from cache. By default all of them run in one `jit`, which keeps Python dispatch
+    out of the time; with `per_call` `fn` is compiled alone and called once per set, as a
+    training loop calls its step (dispatch counts; independent copies of `fn` cannot run
+    interleaved in one program, which on a 2-core CPU made each fwd+bwd 3-4× slower). Each
+    sample is the wall time of all `R` calls divided by `R`.
 
     Args:
       fn: traceable function of one input set, `fn(*arg_sets[i])`.
       arg_sets: `R` tuples of arrays.
       budget_s: seconds of timed samples to aim for (compilation and warm-up not counted).
       min_samples, max_samples: bounds on the number of timed samples.
+      per_call: one compiled call per set instead of one program over all sets.
 
     Returns:
       A `Timing` with per-call seconds.
     """
     sets = [tuple(s) for s in arg_sets]
-    program = jax.jit(lambda all_sets: [fn(*s) for s in all_sets])
+    if per_call:
+        step = jax.jit(fn)
+
+        def program(all_sets: list[tuple[jax.Array, ...]]) -> list[Any]:
+            return [step(*s) for s in all_sets]
+
+    else:
+        program = jax.jit(lambda all_sets: [fn(*s) for s in all_sets])
 
     def run_once() -> float:
         start = time.perf_counter()

@@ -168,12 +168,17 @@ GPU_ONLY_BY_DEFAULT = ("pallas", "taps")
 
 
 def fwdbwd(f: Callable[..., jax.Array]) -> Callable[..., Any]:
-    """`(x, *weights, dy) -> (y, (dx, *dweights))`: the forward is kept, as in training."""
+    """`(x, *weights, dy) -> (loss, (dx, *dweights))`: `value_and_grad` of `loss = sum(y * dy)`
+    (float32 sum) in every input, as a training step runs it (`jit` it; the cotangent of `y` is
+    `dy`)."""
+
+    def loss(x: jax.Array, *rest: jax.Array) -> jax.Array:
+        *weights, dy = rest
+        y = f(x, *weights)
+        return jnp.sum(y.astype(jnp.float32) * dy.astype(jnp.float32))
 
     def run(x: jax.Array, *rest: jax.Array) -> Any:
-        *weights, dy = rest
-        y, pullback = jax.vjp(f, x, *weights)
-        return y, pullback(dy)
+        return jax.value_and_grad(loss, argnums=tuple(range(len(rest))))(x, *rest)
 
     return run
 
@@ -216,7 +221,7 @@ def torch_setup() -> Any:
 
 
 def torch_fn(torch: Any, problem: Problem) -> Callable[..., Any]:
-    """`(x, *weights) -> y` (fwd) or `(x, *weights, dy) -> (y, grads)` (fwdbwd) in PyTorch."""
+    """`(x, *weights) -> y` (fwd) or `(x, *weights, dy) -> (loss, grads)` (fwdbwd) in PyTorch."""
     functional = torch.nn.functional
     c = problem.shape[3]
 
@@ -235,10 +240,10 @@ def torch_fn(torch: Any, problem: Problem) -> Callable[..., Any]:
 
         return run_fwd
 
-    def run_fwdbwd(x, *rest):
+    def run_fwdbwd(x, *rest):  # the same loss as `fwdbwd`: sum(y * dy) in float32
         *ws, dy = rest
-        y = fwd(x, *ws)
-        return y, torch.autograd.grad(y, (x, *ws), dy)
+        loss = (fwd(x, *ws).float() * dy.float()).sum()
+        return loss, torch.autograd.grad(loss, (x, *ws))
 
     return run_fwdbwd
 

@@ -232,7 +232,9 @@ def run(args: argparse.Namespace) -> list[Row]:
                         jax_sets = jax_inputs(p, n, seed)
                     fn = JAX_CONTENDERS[(p.op, name)]
                     fn = fn if p.passes == "fwd" else fwdbwd(fn)
-                    row.timing = common.time_jax(fn, jax_sets, **timing)
+                    row.timing = common.time_jax(
+                        fn, jax_sets, per_call=p.passes == "fwdbwd" or not common.on_gpu(), **timing
+                    )
             except Exception as err:  # noqa: BLE001 - one failing contender must not end the table
                 row.error = common.short_error(err, limit=160)
             status = f"{row.timing.median_ms:.4f} ms" if row.timing else f"FAILED {row.error}"

@@ -32,7 +32,7 @@ from sepconv_jax import _args
 Pairs = tuple[tuple[int, int], ...]
 
 #: Rows left per tap after the halving tree of the kernel gradient (then one reduction).
-_TREE_ROWS = 256
+_TREE_ROWS = 1024
 
 
 def depthwise_by_taps(

@@ -175,9 +175,12 @@ def test_parse_shapes():
 
 def test_time_jax_returns_per_call_times():
     x = jnp.arange(16.0, dtype=jnp.float32)
-    t = common.time_jax(lambda a: a * a, [(x,), (x + 1.0,)], budget_s=0.0, min_samples=3)
-    assert t.n == 3 and t.sets == 2
-    assert t.median_ms > 0 and math.isfinite(t.spread_pct)
+    for per_call in (False, True):
+        t = common.time_jax(
+            lambda a: a * a, [(x,), (x + 1.0,)], budget_s=0.0, min_samples=3, per_call=per_call
+        )
+        assert t.n == 3 and t.sets == 2
+        assert t.median_ms > 0 and math.isfinite(t.spread_pct)
 
 
 def test_num_sets_and_budget():

@@ -18,10 +18,16 @@ from sepconv_jax import _depthwise_taps
 _seed = itertools.count(5000)
 
 PADDINGS = ("SAME", "VALID", "CAUSAL", "CIRCULAR", "REFLECT", "REPLICATE", "explicit")
-#: Spatial sizes per rank: with batch 3 every rank has more than `_TREE_ROWS` output rows at
-#: stride 1 (the halving tree runs, with an odd row count at rank 1) and fewer at stride 2 in
-#: rank 3 (no tree).
-SPATIAL = {1: (97,), 2: (13, 11), 3: (6, 5, 4)}
+#: Spatial sizes per rank. With batch 3 and `_TREE_ROWS` patched to `TREE_ROWS`, every rank
+#: runs the halving tree of the kernel gradient (odd row counts included).
+SPATIAL = {1: (23,), 2: (7, 6), 3: (4, 4, 3)}
+TREE_ROWS = 8
+
+
+@pytest.fixture
+def small_tree(monkeypatch):
+    """A short `_TREE_ROWS`, so that tiny shapes take several halving levels."""
+    monkeypatch.setattr(_depthwise_taps, "_TREE_ROWS", TREE_ROWS)
 
 
 def _grid(n: int, seed: int) -> list[tuple[int, str, int, int, int]]:
@@ -64,7 +70,7 @@ def _rel_err(a: jax.Array, b: jax.Array) -> float:
 
 
 @pytest.mark.parametrize("rank,padding,stride,dilation,m", _grid(7, seed=15))
-def test_vjp_and_jvp_match_grouped_conv_float64(rank, padding, stride, dilation, m):
+def test_vjp_and_jvp_match_grouped_conv_float64(rank, padding, stride, dilation, m, small_tree):
     """Float64: the taps path's VJP (both arguments, and each alone) and JVP equal those of
     `implementation="xla"` (one grouped conv) to 1e-12."""
     with jax.enable_x64(True):
@@ -87,7 +93,7 @@ def test_vjp_and_jvp_match_grouped_conv_float64(rank, padding, stride, dilation,
 
 
 @pytest.mark.parametrize("rank,padding,stride,dilation,m", _grid(3, seed=16))
-def test_check_grads_second_order(rank, padding, stride, dilation, m):
+def test_check_grads_second_order(rank, padding, stride, dilation, m, small_tree):
     """Forward and reverse mode to second order against finite differences (float64)."""
     with jax.enable_x64(True):
         x, dw = _inputs(rank, m)
@@ -95,7 +101,7 @@ def test_check_grads_second_order(rank, padding, stride, dilation, m):
 
 
 def test_kernel_gradient_accumulates_bfloat16_in_float32():
-    """bf16 inputs over 8192 rows: the kernel gradient is the float64 one of the same (rounded)
+    """bf16 inputs over 8192 rows (the default tree): the kernel gradient is the float64 one of the same (rounded)
     inputs to bf16's own rounding (rel. 1e-2), which accumulation in bf16 would miss."""
     kx, kk, ky = jax.random.split(jax.random.key(next(_seed)), 3)
     x = jax.random.normal(kx, (8, 32, 32, 8)).astype(jnp.bfloat16)
@@ -111,7 +117,7 @@ def test_kernel_gradient_accumulates_bfloat16_in_float32():
     assert _rel_err(g, ref) <= 1e-2
 
 
-def test_kernel_gradient_is_a_halving_tree():
+def test_kernel_gradient_is_a_halving_tree(small_tree):
     """The kernel gradient never reduces more than `_TREE_ROWS` rows of a product at once."""
     x, dw = _inputs(2, 1, jnp.float32)
     jaxpr = jax.make_jaxpr(
@@ -120,7 +126,7 @@ def test_kernel_gradient_is_a_halving_tree():
     text = str(jaxpr)
     assert "split" in text
     rows = x.shape[0] * np.prod(SPATIAL[2])
-    assert rows > _depthwise_taps._TREE_ROWS
+    assert rows > TREE_ROWS
     for eqn in jaxpr.jaxpr.eqns:
         if eqn.primitive.name == "reduce_sum":
-            assert eqn.invars[0].aval.shape[0] <= _depthwise_taps._TREE_ROWS
+            assert eqn.invars[0].aval.shape[0] <= TREE_ROWS
