@@ -115,3 +115,17 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
     assert op_problems.library_fwd_flops(op, shape) == op_problems.formula_flops(op, shape)
+
+
+def test_causal_quick_mode_prints_and_writes_table(tmp_path):
+    # benchmarks/causal.py: the sequence (causal 1-D depthwise conv) benchmark.
+    out = tmp_path / "results" / "causal.md"
+    proc = _run("causal", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for header in ("prefill Mtok/s", "decode µs/token", "sepconv/copy", "decode max abs err"):
+        assert header in proc.stdout, (header, proc.stdout[-2000:])
+    text = out.read_text()
+    assert text.startswith("# ") and "python -m benchmarks.causal --quick --out" in text
+    assert "| device |" in text and "state copy" in text
+    errors = [float(line.split("|")[-2]) for line in text.splitlines() if line.startswith("| 2×")]
+    assert errors and max(errors) < 1e-5, errors  # every decode step agrees with the full call
