@@ -249,3 +249,17 @@ def test_gpu_round_runs_parts_in_order_passing_on_time_and_stopping_overruns(tmp
     assert quick.rc == 0 and quick.limit_s > 5.0  # what "fails" left of its 5 s
     assert overran.rc == -signal.SIGTERM and overran.note.startswith("stopped after")
     assert overran.wall_s < 30
+
+
+def test_causal_quick_mode_prints_and_writes_table(tmp_path):
+    # benchmarks/causal.py: the sequence (causal 1-D depthwise conv) benchmark.
+    out = tmp_path / "results" / "causal.md"
+    proc = _run("causal", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for header in ("prefill Mtok/s", "decode µs/token", "sepconv/copy", "decode max abs err"):
+        assert header in proc.stdout, (header, proc.stdout[-2000:])
+    text = out.read_text()
+    assert text.startswith("# ") and "python -m benchmarks.causal --quick --out" in text
+    assert "| device |" in text and "state copy" in text
+    errors = [float(line.split("|")[-2]) for line in text.splitlines() if line.startswith("| 2×")]
+    assert errors and max(errors) < 1e-5, errors  # every decode step agrees with the full call
