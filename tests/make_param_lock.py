@@ -8,9 +8,10 @@ Run from the repository root after a *deliberate* change of a model's variables:
 It rewrites `tests/data/param_lock.json` (every registered model's variable paths, shapes and
 dtypes; for the tiny variants also a checksum of each leaf's init values) and
 `tests/data/param_lock_checkpoint/` (an orbax checkpoint of the tiny MobileNetV1's train state
-under the tiny training config, written by `train.checkpoint`). The test rebuilds the trees from the code it runs and compares
-them with these files, so a refactor that must keep checkpoints loading is checked against what
-the code produced when the lock was written, not against itself.
+under the tiny training config, written by `train.checkpoint`). The test rebuilds the trees
+from the code it runs and compares them with these files, so a refactor that must keep
+checkpoints loading is checked against what the code produced when the lock was written, not
+against itself.
 """
 
 from __future__ import annotations
@@ -218,10 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     DATA.mkdir(exist_ok=True)
     lock = make_lock(keep_checkpoint=args.keep_checkpoint)
     LOCK.write_text(_dumps(lock))
-    size = sum(f.stat().st_size for f in CHECKPOINT.rglob("*") if f.is_file())
     leaves = sum(len(t) for t in lock["models"].values())
-    print(f"wrote {LOCK.name} ({len(lock['models'])} models, {leaves} leaves) and "
-          f"{CHECKPOINT.name}/ ({size / 1e3:.0f} kB)")  # fmt: skip
+    print(f"wrote {LOCK.name}: {len(lock['models'])} models, {leaves} leaves")
+    if not args.keep_checkpoint:
+        size = sum(f.stat().st_size for f in CHECKPOINT.rglob("*") if f.is_file())
+        print(f"wrote {CHECKPOINT.name}/: {size / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":
