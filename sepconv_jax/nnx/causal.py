@@ -37,11 +37,18 @@ class _Cached(nnx.Module):
         self.state: nnx.Cache | None = nnx.data(None)
         return self.kernel_size
 
-    def init_cache(self, batch_size: int, dtype: mu.Dtype = jnp.float32) -> None:
+    def init_cache(self, batch_size: int, dtype: mu.Dtype | None = None) -> None:
         """Sets the decode cache to the start of a sequence: `state` zeros `(batch_size,
-        (W-1)·dilation, in_features)`, in `dtype`, which must be the compute dtype of the
-        calls that follow (`x`'s promoted with the parameters, or `dtype` when set).
+        (W-1)·dilation, in_features)`.
+
+        Args:
+          batch_size: `N` of the calls that follow.
+          dtype: the compute dtype of those calls (`x`'s promoted with the parameters, or the
+            layer's `dtype`). Defaults to `None`: the layer's `dtype` if set, else its
+            `param_dtype`.
         """
+        if dtype is None:
+            dtype = self.param_dtype if self.dtype is None else self.dtype
         self.state = nnx.Cache(
             cl.start_state(batch_size, self.kernel_size, self.in_features, self.dilation, dtype)
         )
@@ -65,7 +72,7 @@ class CausalDepthwiseConv1D(_Cached):
 
     The nnx twin of `sepconv_jax.linen.CausalDepthwiseConv1D` (same parameters, names and
     shapes): `depthwise_kernel` `(W, 1, in_features*m)` and, if `use_bias`, `bias`. Decoding the
-    way of `nnx.MultiHeadAttention`: `init_cache(batch_size, dtype)` sets the `state`
+    way of `nnx.MultiHeadAttention`: `init_cache(batch_size, dtype=None)` sets the `state`
     `nnx.Cache` `(N, (W-1)·dilation, in_features)` to zeros; each call with `decode=True` (or
     `decode=True` at construction) reads it and advances it by a chunk of any length `T ≥ 1`.
 
@@ -320,8 +327,9 @@ class ConformerConv(nnx.Module):
             )
         self.pointwise_out = PointwiseConv(c, c, **conv)
 
-    def init_cache(self, batch_size: int, dtype: mu.Dtype = jnp.float32) -> None:
-        """Sets the depthwise conv's cache to the start of a sequence (causal only)."""
+    def init_cache(self, batch_size: int, dtype: mu.Dtype | None = None) -> None:
+        """Sets the depthwise conv's cache to the start of a sequence (causal only), as
+        `CausalDepthwiseConv1D.init_cache`."""
         if not self.causal:
             raise ValueError("ConformerConv: init_cache needs causal=True")
         self.depthwise.init_cache(batch_size, dtype)
