@@ -1,4 +1,4 @@
-"""One command for a short GPU lease: op and training-step benchmarks and a timed CIFAR-10 run.
+"""One command for a short time on a GPU: op and training-step benchmarks and a timed CIFAR-10 run.
 
 Run from the repository root on a machine with one GPU:
 
@@ -32,31 +32,29 @@ data archive — and prints the one command to run there.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib.metadata
+import importlib.util
+import json
 import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
-# The parent only reads the device's name; the parts run in processes of their own.
+import jax
+
+from benchmarks import common
+
+#: The parts' environment is the caller's, untouched by this process's GPU memory setting.
 _CHILD_ENV = dict(os.environ)
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-
-#: The op benchmark's shapes: the four measured in bf16 fwd on the previous lease (comparable).
+#: The op benchmark's shapes: the four of `results/ops_gpu_bf16_fwd.md`, so its rows compare.
 GPU_SHAPES = "256x32x32x128x128,256x8x8x512x512,128x56x56x128x128,128x7x7x1024x1024"
 #: Seconds a part may run past its limit (finishing a row, writing its table) before it is stopped.
 GRACE_S = 60.0
@@ -102,6 +100,7 @@ class Part:
       argv: the command, run from the repository root.
       limit_s: seconds the part is given (it is stopped at `limit_s + GRACE_S`).
       table: the markdown file it writes, relative to the output folder.
+      needs: a part that must have succeeded first.
       rc: exit status (`None` until run); `wall_s`: seconds it took; `note`: why it did not run.
     """
 
@@ -109,6 +108,7 @@ class Part:
     argv: list[str]
     limit_s: float
     table: str
+    needs: str = ""
     rc: int | None = None
     wall_s: float = 0.0
     note: str = ""
@@ -165,8 +165,8 @@ def train_step_part(out: Path, quick: bool, limit_s: float) -> Part:
             "5",
             "--steps",
             "10",
-            "--time-limit-s",
-            f"{0.6 * limit_s:.0f}",
+            "--time-limit-s",  # starts no configuration after this; the last one may run over
+            f"{limit_s:.0f}",
         ]
     return Part("train_step", argv, limit_s, "train_step.md")
 
@@ -179,7 +179,10 @@ def prepared_data_dir(path: Path) -> bool:
 def cifar_parts(
     data: Path, out: Path, cache: Path, quick: bool, epochs: int, limit_s: float
 ) -> list[Part]:
-    """`train.prepare_data` (unless `data` is prepared already) and the timed training run."""
+    """`train.prepare_data` (unless `data` is prepared already) and the timed training run.
+
+    `prepare_data` is given `limit_s`; the run gets what it leaves.
+    """
     parts = []
     data_dir = data
     if not prepared_data_dir(data):
@@ -211,7 +214,8 @@ def cifar_parts(
         argv += ["--config.model=mobilenet_v1_tiny", "--config.max_steps=2"]
     else:
         argv += [f"--config.compilation_cache_dir={_rel(cache / 'jax_cache')}"]
-    parts.append(Part("cifar10", argv, limit_s, "cifar10.md"))
+    needs = parts[0].name if parts else ""
+    parts.append(Part("cifar10", argv, 0.0 if parts else limit_s, "cifar10.md", needs))
     return parts
 
 
@@ -270,6 +274,21 @@ def run_part(part: Part, env: Mapping[str, str], logs: Path) -> None:
     part.wall_s = time.perf_counter() - start
     status = "ok" if part.rc == 0 else f"exit {part.rc} {part.note}".strip()
     common.log(f"== {part.name}: {status} in {part.wall_s:.0f} s")
+
+
+def run_parts(parts: Sequence[Part], env: Mapping[str, str], logs: Path) -> None:
+    """Runs `parts` in order; what one leaves of its time limit passes to the next."""
+    carry, failed = 0.0, set()
+    for part in parts:
+        if part.needs in failed:
+            part.note = f"not run: {part.needs} failed"
+            failed.add(part.name)
+            continue
+        part.limit_s += carry
+        run_part(part, env, logs)
+        if part.rc != 0:
+            failed.add(part.name)
+        carry = max(part.limit_s - part.wall_s, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,9 +559,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="workdirs/gpu_round",
         help="prepared data, the CIFAR run's workdir, compilation caches",
     )
-    parser.add_argument("--ops-s", type=float, default=110.0, help="op benchmark's seconds")
-    parser.add_argument("--train-step-s", type=float, default=70.0, help="train-step seconds")
-    parser.add_argument("--cifar-s", type=float, default=110.0, help="CIFAR run's seconds")
+    parser.add_argument("--ops-s", type=float, default=90.0, help="op benchmark's seconds")
+    parser.add_argument("--train-step-s", type=float, default=110.0, help="train-step seconds")
+    parser.add_argument("--cifar-s", type=float, default=100.0, help="CIFAR-10 run's seconds")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the CIFAR run")
     parser.add_argument(
         "--parts",
@@ -577,7 +596,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def plan(args: argparse.Namespace, out: Path, cache: Path) -> tuple[list[Part], list[str]]:
+    """The parts to run, in order, and the lines saying why any was left out."""
+    parts, skipped = [], []
+    if "ops" in args.parts:
+        parts.append(ops_part(out, args.quick, args.ops_s))
+    if "train_step" in args.parts:
+        parts.append(train_step_part(out, args.quick, args.train_step_s))
+    if "cifar10" in args.parts:
+        missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+        if not args.data:
+            skipped.append("cifar10: skipped, no --data given")
+        elif missing:
+            skipped.append(f"cifar10: skipped, not importable: {', '.join(missing)} (--bundle)")
+        else:
+            data = Path(args.data)
+            parts += cifar_parts(data, out, cache, args.quick, args.epochs, args.cifar_s)
+    return parts, skipped
+
+
+def status(part: Part) -> str:
+    if part.rc is None:
+        return part.note
+    return "ok" if part.rc == 0 else f"exit {part.rc} {part.note}".strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    common.gpu_memory(preallocate=False)  # this process only reads the device's name
+    start = time.perf_counter()
     args = parse_args(argv)
     if args.bundle:
         return bundle(args)
@@ -585,84 +631,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     if backend != "gpu" and not args.quick:
         common.log(f"no GPU (JAX backend {backend!r}): run with --quick for the tiny CPU form")
         return 2
-    t0 = time.perf_counter()
     out = Path(args.out or common.RESULTS_DIR / f"gpu_round_{backend}")
-    cache = Path(args.cache_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache_dir)
     gpu = backend == "gpu"
     env = child_env(cache, gpu, args.autotune_cache)
     if gpu and args.autotune_cache and not autotune_cache_supported(env):
         common.log("this jaxlib lacks --xla_gpu_per_fusion_autotune_cache_dir: not shared")
         env = child_env(cache, gpu, False)
 
-    parts: list[Part] = []
-    carry = 0.0  # seconds a finished part left unused
-    if "ops" in args.parts:
-        parts.append(ops_part(out, args.quick, args.ops_s))
-    if "train_step" in args.parts:
-        parts.append(train_step_part(out, args.quick, args.train_step_s))
-    cifar: list[Part] = []
-    skipped: list[tuple[str, str]] = []
-    if "cifar10" in args.parts:
-        missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
-        if not args.data:
-            skipped.append(("cifar10", "no --data given"))
-        elif missing:
-            skipped.append(("cifar10", f"not importable: {', '.join(missing)} (see --bundle)"))
-        else:
-            cifar = cifar_parts(Path(args.data), out, cache, args.quick, args.epochs, args.cifar_s)
-    for part in parts:
-        part.limit_s += carry
-        run_part(part, env, out / "logs")
-        carry = max(part.limit_s - part.wall_s, 0.0)
-    if cifar:
-        train_part = cifar[-1]
-        train_part.limit_s += carry
-        if len(cifar) == 2:  # prepare_data first; its time comes out of the run's
-            run_part(cifar[0], env, out / "logs")
-            train_part.limit_s = max(train_part.limit_s - cifar[0].wall_s, 0.0)
-        if cifar[0].rc in (None, 0):
-            run_part(train_part, env, out / "logs")
-        else:
-            train_part.note = "not run: prepare_data failed"
+    parts, skipped = plan(args, out, cache)
+    run_parts(parts, env, out / "logs")
 
     header = common.environment()
     header.append(("the parts' XLA_FLAGS", env.get("XLA_FLAGS", "") or "(none)"))
-    tables = []
-    for part in parts:
-        text = (out / "logs" / f"{part.name}.out").read_text() if part.rc is not None else ""
-        tables.append(f"== {part.name} ({part.table})\n{text.strip()}")
-    if cifar:
-        prepare = cifar[0] if cifar[0].name == "prepare_data" else None
-        table = write_cifar_report(cifar[-1], prepare, Path(args.data), out, header)
-        tables.append(f"== cifar10 (cifar10.md)\n{table}")
-
+    for part in parts:  # each part's own printed tables, then the summary last
+        if part.name == "cifar10":
+            prepare = next((p for p in parts if p.name == part.needs), None)
+            text = write_cifar_report(part, prepare, Path(args.data), out, header)
+        elif part.table and part.rc is not None:
+            text = (out / "logs" / f"{part.name}.out").read_text().strip()
+        else:
+            continue
+        print(f"== {part.name} ({part.table})\n{text}\n")
     rows = [
         [
             p.name,
             f"`python {' '.join(p.argv)}`",
-            "ok" if p.rc == 0 else f"exit {p.rc} {p.note}".strip() if p.rc is not None else p.note,
+            status(p),
             f"{p.wall_s:.0f}",
             f"[{p.table}]({p.table})" if p.table else "—",
         ]
-        for p in parts + cifar
+        for p in parts
     ]
-    rows += [[name, "—", f"skipped: {why}", "0", "—"] for name, why in skipped]
-    common.write_markdown(
+    failed = [p.name for p in parts if p.rc != 0]
+    notes = skipped + ([f"not complete: {', '.join(failed)}"] if failed else [])
+    common.finish(
         out / "summary.md",
+        module="benchmarks.gpu_round",
         title="GPU round: what ran, for how long, where its table is",
-        command=common.command_line("benchmarks.gpu_round"),
-        env=[*header, ("wall time", f"{time.perf_counter() - t0:.0f} s")],
+        env=header,
+        start=start,
         sections=[
             ("Parts", common.markdown_table(["part", "command", "status", "s", "table"], rows)),
+            ("Not run", "\n".join(f"- {n}" for n in skipped) or "none"),
             ("Logs", "`logs/<part>.log` (progress, stderr) and `logs/<part>.out` (stdout)."),
         ],
+        headline=f"the parts, their tables in {_rel(out)}/",
+        tables=[(["part", "status", "s", "table"], [[r[0], r[2], r[3], r[4]] for r in rows])],
+        notes=notes,
     )
-    print("\n\n".join(tables))
-    print(f"\nwrote {_rel(out)}/: summary.md and one table per part")
-    failed = [p.name for p in parts + cifar if p.rc != 0]
-    if failed or skipped:
-        print(f"not complete: {', '.join(failed + [n for n, _ in skipped])} (see summary.md)")
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from _train_utils import write_image_folder  # noqa: E402
 
-from benchmarks import common, gpu_round, op_problems  # noqa: E402
+from benchmarks import common, gpu_round, op_contenders  # noqa: E402
 from benchmarks import ops as ops_bench  # noqa: E402
 
 # Header cells each script's printed table must contain.
@@ -160,9 +161,9 @@ def test_problem_floor_bytes_closed_form():
 
 
 def test_formula_flops():
-    assert op_problems.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
-    assert op_problems.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
-    assert op_problems.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
+    assert op_contenders.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
+    assert op_contenders.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
+    assert op_contenders.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
 
 
 def test_parse_shapes():
@@ -174,9 +175,12 @@ def test_parse_shapes():
 
 def test_time_jax_returns_per_call_times():
     x = jnp.arange(16.0, dtype=jnp.float32)
-    t = common.time_jax(lambda a: a * a, [(x,), (x + 1.0,)], budget_s=0.0, min_samples=3)
-    assert t.n == 3 and t.sets == 2
-    assert t.median_ms > 0 and math.isfinite(t.spread_pct)
+    for per_call in (False, True):
+        t = common.time_jax(
+            lambda a: a * a, [(x,), (x + 1.0,)], budget_s=0.0, min_samples=3, per_call=per_call
+        )
+        assert t.n == 3 and t.sets == 2
+        assert t.median_ms > 0 and math.isfinite(t.spread_pct)
 
 
 def test_num_sets_and_budget():
@@ -207,4 +211,55 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 @pytest.mark.parametrize("op", ["dw", "sep", "full"])
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
-    assert op_problems.library_fwd_flops(op, shape) == op_problems.formula_flops(op, shape)
+    assert op_contenders.library_fwd_flops(op, shape) == op_contenders.formula_flops(op, shape)
+
+
+def test_gpu_round_uses_a_prepared_data_dir_as_it_is(tmp_path):
+    prepared = tmp_path / "tfds"
+    (prepared / "cifar10" / "3.0.2").mkdir(parents=True)
+    (prepared / "cifar10" / "3.0.2" / "dataset_info.json").write_text("{}")
+    parts = gpu_round.cifar_parts(prepared, tmp_path / "out", tmp_path / "cache", False, 5, 80.0)
+    assert [p.name for p in parts] == ["cifar10"] and parts[0].limit_s == 80.0
+    assert f"--config.data_dir={prepared}" in parts[0].argv
+    images = tmp_path / "images"
+    images.mkdir()
+    prepare, run = gpu_round.cifar_parts(
+        images, tmp_path / "out", tmp_path / "cache", False, 5, 80.0
+    )
+    assert prepare.name == "prepare_data" and f"--source={images}" in prepare.argv
+    assert (
+        run.needs == "prepare_data"
+        and f"--config.data_dir={tmp_path / 'cache' / 'tfds'}" in run.argv
+    )
+
+
+def test_gpu_round_runs_parts_in_order_passing_on_time_and_stopping_overruns(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_round, "GRACE_S", 0.5)
+    part = gpu_round.Part
+    parts = [
+        part("fails", ["-c", "import sys; print('out'); sys.exit(3)"], 5.0, ""),
+        part("needs_it", ["-c", "pass"], 5.0, "", needs="fails"),
+        part("quick", ["-c", "pass"], 5.0, ""),
+        part("overruns", ["-c", "import time; time.sleep(60)"], -10.0, ""),
+    ]
+    gpu_round.run_parts(parts, dict(os.environ), tmp_path / "logs")
+    failed, skipped, quick, overran = parts
+    assert failed.rc == 3 and (tmp_path / "logs" / "fails.out").read_text() == "out\n"
+    assert skipped.rc is None and skipped.note == "not run: fails failed"
+    assert quick.rc == 0 and quick.limit_s > 5.0  # what "fails" left of its 5 s
+    assert overran.rc == -signal.SIGTERM and overran.note.startswith("stopped after")
+    assert overran.wall_s < 30
+
+
+def test_causal_quick_mode_prints_and_writes_table(tmp_path):
+    # benchmarks/causal.py: the sequence (causal 1-D depthwise conv) benchmark.
+    out = tmp_path / "results" / "causal.md"
+    proc = _run("causal", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for header in ("prefill Mtok/s", "decode µs/token", "sepconv/copy", "decode max abs err"):
+        assert header in proc.stdout, (header, proc.stdout[-2000:])
+    text = out.read_text()
+    assert text.startswith("# ") and "python -m benchmarks.causal --quick --out" in text
+    assert "| device |" in text and "state copy" in text
+    errors = [float(line.split("|")[-2]) for line in text.splitlines() if line.startswith("| 2×")]
+    assert errors and max(errors) < 1e-5, errors  # every decode step agrees with the full call
