@@ -214,3 +214,28 @@ def test_folded_model_refuses_training():
 def test_conv_padding():
     assert ic.conv_padding(5, "torch") == ((2, 2), (2, 2))
     assert ic.conv_padding(5, "tf") == "SAME"
+
+
+def test_parts_linen_equals_nnx():
+    from flax import nnx
+
+    from sepconv_jax import nnx as snx
+
+    x = jax.random.normal(jax.random.key(10), (2, 4, 4, 8))
+    ln = snx.LayerNorm(8, rngs=nnx.Rngs(0))
+    v = {"params": {"scale": jax.random.normal(jax.random.key(11), (8,)), "bias": x[0, 0, 0]}}
+    nnx.update(ln, nnx.State(v["params"]))
+    np.testing.assert_allclose(ln(x), sl.LayerNorm().apply(v, x), rtol=1e-6, atol=1e-6)
+
+    se = snx.SqueezeExcite(8, 3, act="swish", gate="hard_sigmoid", rngs=nnx.Rngs(1))
+    params = nnx.to_pure_dict(nnx.state(se, nnx.Param))
+    linen_se = sl.SqueezeExcite(3, act="swish", gate="hard_sigmoid")
+    np.testing.assert_allclose(se(x), linen_se.apply({"params": params}, x), rtol=1e-6)
+
+    drop = snx.DropPath(0.5, rngs=nnx.Rngs(dropout=2))
+    y = drop(x + 3.0)
+    assert set(np.unique(np.asarray((y != 0).all(axis=(1, 2, 3))))) <= {True, False}
+    drop.eval()
+    assert (drop(x) == x).all()
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\), got -0.1"):
+        snx.DropPath(-0.1)
