@@ -41,9 +41,9 @@ class _Route(NamedTuple):
 
 
 def _routable(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-              feature_group_count, batch_group_count, preferred_element_type) -> _Route | None:  # fmt: skip
-    """The arguments `depthwise_conv` needs when this call is a channels-last depthwise conv
-    (`NWC`/`WIO`, `NHWC`/`HWIO` or `NDHWC`/`DHWIO`, as `flax` passes them), else `None`."""
+              feature_group_count, batch_group_count, preferred_element_type):  # fmt: skip
+    """The `_Route` of a channels-last depthwise conv (`NWC`/`WIO`, `NHWC`/`HWIO` or
+    `NDHWC`/`DHWIO`, as `flax` passes them), else `None` (a call for `lax`)."""
     n = lhs.ndim - 2
     if n not in _args.DIMENSION_NUMBERS or rhs.ndim != lhs.ndim or batch_group_count != 1:
         return None
@@ -97,7 +97,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
         preferred_element_type: Any = None,
         out_sharding: Any = None,
     ) -> jax.Array:
-        """`lax.conv_general_dilated`, with depthwise convs routed as `depthwise_conv` routes them."""
+        """`lax.conv_general_dilated`; depthwise convs routed as `depthwise_conv` routes them."""
         if implementation != "xla" and out_sharding is None:
             lhs_a, rhs_a = jnp.asarray(lhs), jnp.asarray(rhs)
             route = _routable(lhs_a, rhs_a, window_strides, padding, lhs_dilation, rhs_dilation,
