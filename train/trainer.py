@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from sepconv_jax import cost, models
-from train import checkpoint, data, optim, parallel, plots, step
+from train import checkpoint, distributed, optim, parallel, plots, process_data, step
 from train.metrics import (
     MetricsLog,
     NonFiniteLossError,
@@ -53,8 +53,23 @@ def _check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 
 def _devices(kind: str, num_devices: int) -> list[jax.Device]:
-    """The first `num_devices` local devices (0: all; always one for `"jit"`)."""
+    """The first `num_devices` local devices (0: all; always one for `"jit"`).
+
+    With several processes: every device of every process, under `"shard_map"` only.
+    """
     parallel.axis_name_for(kind)  # validates config.parallel
+    if jax.process_count() > 1:
+        if kind != "shard_map":
+            raise ValueError(
+                f"config.parallel={kind!r} runs in one process; a multi-process run "
+                f"({jax.process_count()} processes) needs config.parallel='shard_map'"
+            )
+        if num_devices not in (0, jax.device_count()):
+            raise ValueError(
+                f"config.num_devices must be 0 (all) or {jax.device_count()} in a "
+                f"{jax.process_count()}-process run, got {num_devices}"
+            )
+        return jax.devices()
     available = jax.local_devices()
     if not 0 <= num_devices <= len(available):
         raise ValueError(
@@ -88,23 +103,26 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def evaluate(
-    driver: parallel.Driver, state: Any, images: np.ndarray, labels: np.ndarray, batch_size: int
+    driver: parallel.Driver, state: Any, split: process_data.Split, batch_size: int
 ) -> dict[str, float]:
     """Test loss and accuracy over every example exactly once (fixed-shape, masked batches).
+
+    Each process feeds its rows of every batch; the sums are over all processes' devices.
 
     Raises:
       RuntimeError: the masked count differs from the number of examples.
     """
     sums = []
-    for batch in data.eval_batches(
-        images, labels, batch_size=batch_size, num_devices=driver.num_devices, on_device=True
+    rows = distributed.process_rows(driver.devices, batch_size)
+    for batch in split.eval_batches(
+        batch_size=batch_size, rows=rows, num_devices=driver.num_devices
     ):
         batch = driver.put_batch({k: batch[k] for k in ("image", "label", "mask")})
         sums.append(driver.get_metrics(driver.eval_step(state, batch)))
     sums = jax.device_get(sums)
     total = {k: float(np.sum([s[k] for s in sums])) for k in ("loss", "correct", "count")}
-    if round(total["count"]) != len(labels):
-        raise RuntimeError(f"eval counted {total['count']} examples, expected {len(labels)}")
+    if round(total["count"]) != split.num_examples:
+        raise RuntimeError(f"eval counted {total['count']} examples, expected {split.num_examples}")
     return {
         "test_loss": total["loss"] / total["count"],
         "test_accuracy": total["correct"] / total["count"],
@@ -166,14 +184,14 @@ class _Run:
                 "but config.resume is False: use a new workdir or resume"
             )
 
-        self.train_split = data.load_split(config.dataset, "train", config.data_dir)
-        self.test_split = data.load_split(config.dataset, "test", config.data_dir)
-        self.image_shape = tuple(self.train_split[0].shape[1:])
-        self.steps_per_epoch = len(self.train_split[0]) // config.batch_size
+        self.train_split = process_data.Split(config.dataset, "train", config.data_dir)
+        self.test_split = process_data.Split(config.dataset, "test", config.data_dir)
+        self.image_shape = self.train_split.image_shape
+        self.steps_per_epoch = self.train_split.num_examples // config.batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(
                 f"config.batch_size ({config.batch_size}) exceeds the training set "
-                f"({len(self.train_split[0])} examples)"
+                f"({self.train_split.num_examples} examples)"
             )
         schedule_steps = config.num_epochs * self.steps_per_epoch
         self.total_steps = min(schedule_steps, config.max_steps or schedule_steps)
@@ -212,18 +230,20 @@ class _Run:
         self.driver = parallel.make_driver(config.parallel, train_step, eval_step, self.devices)
         state = step.create_train_state(model, tx, config.seed, self.image_shape)
         self.num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
-        write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
+        if distributed.is_primary():
+            write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
 
-        self.log = MetricsLog(workdir / "metrics.jsonl")
+        self.log = MetricsLog(workdir / "metrics.jsonl", enabled=distributed.is_primary())
         self.best = {"test_accuracy": -1.0, "step": None}
-        if self.resumed_from is not None:
-            state, meta = self.ckpts.restore(self.resumed_from, state)
+        self.state = self.driver.put_state(state)
+        if self.resumed_from is not None:  # restored as laid out by the driver (all processes)
+            state, meta = self.ckpts.restore(self.resumed_from, self.driver.get_state(self.state))
+            self.state = self.driver.put_state(state)
             self.best = meta["best"]
             self.log.truncate_after(self.resumed_from)
             logging.info("resumed from %s", self.ckpts.path(self.resumed_from))
         else:  # a fresh start: drop what a killed first attempt logged
             self.log.truncate_after(-1)
-        self.state = self.driver.put_state(state)
         self.step = int(jax.device_get(self.driver.get_state(self.state).step))
         self.log.write(
             "info",
@@ -235,8 +255,8 @@ class _Run:
             parallel=config.parallel,
             steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
-            train_examples=len(self.train_split[0]),
-            test_examples=len(self.test_split[0]),
+            train_examples=self.train_split.num_examples,
+            test_examples=self.test_split.num_examples,
             resumed_from=self.resumed_from,
         )
         self.meter = TrainMeter(config.batch_size)
@@ -281,7 +301,7 @@ class _Run:
     def _evaluate_and_save(self) -> None:
         self._flush()
         t = time.perf_counter()
-        metrics = evaluate(self.driver, self.state, *self.test_split, self.config.eval_batch_size)
+        metrics = evaluate(self.driver, self.state, self.test_split, self.config.eval_batch_size)
         eval_s = time.perf_counter() - t
         self.timing.setdefault("first_eval_s", eval_s)
         if metrics["test_accuracy"] >= self.best["test_accuracy"]:  # ties: the later, as orbax
@@ -304,6 +324,8 @@ class _Run:
 
     def _plot(self) -> None:
         """Redraws `curves.png` from the log (~0.5-1 s of matplotlib: throttled by the config)."""
+        if not distributed.is_primary():
+            return
         title = f"{self.config.model} ({self.config.conv})"
         plots.plot_curves(self.log.read(), self.workdir / "curves.png", title=title)
         self.last_plot = time.perf_counter()
@@ -312,14 +334,13 @@ class _Run:
         """Steps to the end of the current epoch (or `total_steps`), from wherever it stands."""
         config = self.config
         epoch, offset = divmod(self.step, self.steps_per_epoch)
-        batches = data.train_batches(
-            *self.train_split,
+        batches = self.train_split.train_batches(  # uint8; the step augments and normalises
             batch_size=config.batch_size,
             seed=config.seed,
             epoch=epoch,
-            num_devices=len(self.devices),
             start_step=offset,
-            on_device=True,  # uint8; the step augments (config.augment) and normalises
+            rows=distributed.process_rows(self.devices, config.batch_size),
+            num_devices=len(self.devices),
         )
         batches = (
             self.driver.put_batch({"image": b["image"], "label": b["label"]}) for b in batches
@@ -390,6 +411,7 @@ class _Run:
             "step_time_ms": 1e3 * meter.train_s / meter.train_steps if meter.train_steps else None,
             "device_kind": self.devices[0].device_kind,
             "device_count": len(self.devices),
+            "process_count": jax.process_count(),
             "parallel": self.config.parallel,
             "dtype": self.config.dtype,
             "batch_size": self.config.batch_size,
@@ -400,5 +422,6 @@ class _Run:
         model = models.create(self.config.model, axis_name=None, **self.model_args)
         results["flops_per_image"] = flops_per_image(model, self.image_shape)
         results["flops_source"] = "sepconv_jax.cost.model_cost (multiply-add = 2 FLOPs)"
-        write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
+        if distributed.is_primary():
+            write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
         return results
