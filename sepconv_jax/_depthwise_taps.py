@@ -2,23 +2,37 @@
 
 XLA:CPU lowers grouped convolutions, and above all their gradients, to slow generic loops
 (jax-ml/jax#23713). Summing `prod(window)` strided slices times per-channel weights is one fused
-elementwise loop (its gradient is pads and sums, fused too): on a 2-core CPU, f32 3×3, 29–38×
-faster forward and 5.1–9.6× faster forward+backward (`python -m benchmarks.ops --cpu-small`,
-`benchmarks/results/ops_cpu.md`, columns `dw:auto` vs `dw:xla`). The result is
-the same sum in another order. `depthwise_conv(implementation="taps")` takes it on any backend,
-`"auto"` on the CPU backend only: other backends keep XLA's convolution until the taps path is
-measured faster there (`benchmarks.ops`'s `taps` contender on a GPU).
+elementwise loop; the input gradient (its transpose: pads and sums) fuses too. The kernel
+gradient, a per-tap reduction over `N * prod(out)` positions, is what XLA:CPU runs slowly in
+any direct form (a reduce per tap copies each shifted slice first). So the conv carries a
+`jax.custom_jvp` whose tangent in the kernel is written as a spread of `dk` by repeated
+doubling; JAX transposes that into a halving tree (one fused elementwise loop per tap, reading
+the shifted slice in place) followed by one short reduction. Forward mode, reverse mode and
+higher orders all go through ordinary linear JAX ops. Measured with
+`python -m benchmarks.ops --cpu-small` (`benchmarks/results/ops_cpu.md`, `dw:auto` vs `dw:xla`).
+
+The result is the same sum in another order. `depthwise_conv(implementation="taps")` takes it on
+any backend, `"auto"` on the CPU backend only: other backends keep XLA's convolution until the
+taps path is measured faster there (`benchmarks.ops`'s `taps` contender on a GPU).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from sepconv_jax import _args
+
+Pairs = tuple[tuple[int, int], ...]
+
+#: Rows left per tap after the halving tree of the kernel gradient (then one reduction).
+_TREE_ROWS = 1024
 
 
 def depthwise_by_taps(
@@ -36,30 +50,133 @@ def depthwise_by_taps(
       strides, padding, dilation: as resolved by `ops.depthwise_conv`.
 
     Returns:
-      `(N, *out_spatial, C*m)` in `x.dtype`; half-precision inputs accumulate in float32.
+      `(N, *out_spatial, C*m)` in `x.dtype`; half-precision inputs accumulate in float32, and
+      so does the kernel gradient.
     """
     if padding.pre_pad is not None:
         x = jnp.pad(x, ((0, 0), *padding.pre_pad, (0, 0)), mode=padding.mode)
     window = kernel.shape[:-2]
     extent = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
-    pads = _args.explicit_pads(padding.lax, x.shape[1:-1], extent, strides)
-    x = lax.pad(
-        x, jnp.zeros((), x.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)]
+    pads = tuple(_args.explicit_pads(padding.lax, x.shape[1:-1], extent, strides))
+    out = tuple(
+        max(0, (n + lo + hi - e) // s + 1)
+        for n, (lo, hi), e, s in zip(x.shape[1:-1], pads, extent, strides)
     )
-    multiplier = kernel.shape[-1] // x.shape[-1]
-    if multiplier > 1:  # output channel c*m + k reads input channel c
-        x = jnp.repeat(x, multiplier, axis=-1)
-    out = tuple(max(0, (p - e) // s + 1) for p, e, s in zip(x.shape[1:-1], extent, strides))
-    shape = (x.shape[0], *out, kernel.shape[-1])
     if 0 in out:
-        return jnp.zeros(shape, x.dtype)
-    acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
-    total = None
+        return jnp.zeros((x.shape[0], *out, kernel.shape[-1]), x.dtype)
+    return _taps_conv(x, kernel, tuple(strides), pads, tuple(dilation))
+
+
+def _accumulator(dtype: jnp.dtype) -> jnp.dtype:
+    """float32 for half-precision inputs, else the input dtype."""
+    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
+
+
+def _pieces(
+    x: jax.Array,
+    kernel_shape: tuple[int, ...],
+    strides: tuple[int, ...],
+    pads: Pairs,
+    dilation: tuple[int, ...],
+) -> list[tuple[tuple[int, ...], jax.Array]]:
+    """Per tap (row-major over the window): the tap and the strided slice of the zero-padded
+    `x` (channels repeated to the kernel's `C*m`) it multiplies, `(N, *out, C*m)`, in the
+    accumulation dtype."""
+    window, channels = kernel_shape[:-2], kernel_shape[-1]
+    zero = jnp.zeros((), x.dtype)
+    x = lax.pad(x, zero, [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)])
+    if channels > x.shape[-1]:  # output channel c*m + k reads input channel c
+        x = jnp.repeat(x, channels // x.shape[-1], axis=-1)
+    x = x.astype(_accumulator(x.dtype))
+    extent = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+    out = tuple((p - e) // s + 1 for p, e, s in zip(x.shape[1:-1], extent, strides))
+    pieces = []
     for tap in itertools.product(*(range(k) for k in window)):
         start = (0, *(t * d for t, d in zip(tap, dilation)), 0)
-        limit = (shape[0], *(b + (o - 1) * s + 1 for b, o, s in zip(start[1:], out, strides)))
-        piece = lax.slice(x, start, (*limit, shape[-1]), (1, *strides, 1))
-        weights = kernel[(*tap, 0)].astype(acc).reshape((1,) * (x.ndim - 1) + (-1,))
-        term = piece.astype(acc) * weights
+        limit = (x.shape[0], *(b + (o - 1) * s + 1 for b, o, s in zip(start[1:], out, strides)))
+        pieces.append((tap, lax.slice(x, start, (*limit, channels), (1, *strides, 1))))
+    return pieces
+
+
+def _taps_sum(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: tuple[int, ...],
+    pads: Pairs,
+    dilation: tuple[int, ...],
+) -> jax.Array:
+    """The conv itself: the sum over taps of slice times weights, `(N, *out, C*m)`."""
+    acc = _accumulator(x.dtype)
+    total = None
+    for tap, piece in _pieces(x, kernel.shape, strides, pads, dilation):
+        term = piece * kernel[(*tap, 0)].astype(acc).reshape((1,) * (piece.ndim - 1) + (-1,))
         total = term if total is None else total + term
     return total.astype(x.dtype)
+
+
+def _spread(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """`v` (`(C,)`) broadcast to `shape` (`(..., C)`) by repeated doubling along the flattened
+    leading axis.
+
+    The value is a broadcast; the form is for the transpose: JAX turns each doubling
+    (`concatenate([z, z])`) into "add the two halves", so the cotangent of `v` becomes a halving
+    tree, each level a fused elementwise loop, down to `_TREE_ROWS` rows and one reduction.
+    """
+    rows = math.prod(shape[:-1])
+    levels = max(0, math.ceil(math.log2(rows / _TREE_ROWS))) if rows > _TREE_ROWS else 0
+    z = jnp.broadcast_to(v, (-(-rows // 2**levels), shape[-1]))
+    for _ in range(levels):
+        z = jnp.concatenate([z, z], axis=0)
+    return z[:rows].reshape(shape)
+
+
+def _kernel_tangent(
+    x: jax.Array,
+    dk: jax.Array,
+    strides: tuple[int, ...],
+    pads: Pairs,
+    dilation: tuple[int, ...],
+) -> jax.Array:
+    """The conv's tangent in its kernel, `sum_t slice_t(x) * dk[t]`, written for a fast transpose
+    (`_spread`)."""
+    acc = _accumulator(x.dtype)
+    total = None
+    for tap, piece in _pieces(x, dk.shape, strides, pads, dilation):
+        term = piece * _spread(dk[(*tap, 0)].astype(acc), piece.shape)
+        total = term if total is None else total + term
+    return total.astype(x.dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _taps_conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    strides: tuple[int, ...],
+    pads: Pairs,
+    dilation: tuple[int, ...],
+) -> jax.Array:
+    """`_taps_sum` with the tangent rule below (zero padding `pads` already resolved)."""
+    return _taps_sum(x, kernel, strides, pads, dilation)
+
+
+def _taps_conv_jvp(
+    strides: tuple[int, ...],
+    pads: Pairs,
+    dilation: tuple[int, ...],
+    primals: tuple[jax.Array, jax.Array],
+    tangents: tuple[jax.Array | SymbolicZero, jax.Array | SymbolicZero],
+) -> tuple[jax.Array, jax.Array]:
+    """Linear in `(dx, dk)`: the conv of `dx` (transpose: pads and sums) plus `_kernel_tangent`."""
+    x, kernel = primals
+    dx, dk = tangents
+    y = _taps_conv(x, kernel, strides, pads, dilation)
+    dy = jnp.zeros_like(y)
+    if not isinstance(dx, SymbolicZero):
+        dy = _taps_sum(dx, kernel, strides, pads, dilation)
+    if not isinstance(dk, SymbolicZero):
+        dk_term = _kernel_tangent(x, dk, strides, pads, dilation)
+        dy = dk_term if isinstance(dx, SymbolicZero) else dy + dk_term
+    return y, dy
+
+
+_taps_conv.defjvp(_taps_conv_jvp, symbolic_zeros=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import sys
 import time
@@ -15,13 +14,7 @@ import jax
 import numpy as np
 import tqdm
 
-
-def write_text_atomic(path: str | pathlib.Path, text: str) -> None:
-    """Writes `path` whole or not at all: a temporary file beside it, then a rename."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from train.atomic import write_text_atomic
 
 
 class NonFiniteLossError(RuntimeError):

@@ -66,19 +66,16 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"config.parallel must be one of {KINDS}, got {kind!r}")
 
 
-def _shard_map(f: StepFn, mesh: Mesh, in_specs: Any, out_specs: Any) -> StepFn:
-    """`jax.shard_map` in per-device (pmap) semantics, across JAX versions.
+def shard_map(f: StepFn, mesh: Mesh, in_specs: Any, out_specs: Any) -> StepFn:
+    """`jax.shard_map` in per-device (pmap) semantics: `check_vma=False`.
 
-    `check_vma=False` is deliberate: with it on, JAX treats the replicated parameters as
-    device-invariant and sums their gradient over devices itself (the transpose of the implicit
-    `pvary`), which would make the step's explicit `pmean` a no-op and the gradient `n` times too
-    large, and the same function would no longer be correct under `pmap`.
+    Deliberate: with `check_vma=True` (JAX's default) the replicated parameters are
+    device-invariant, and JAX sums their gradient over devices itself (the transpose of the
+    implicit `pvary`); the step's explicit `pmean` then divides nothing and the gradient comes
+    out `n` times too large, silently. With it off, the same per-device function is correct
+    under `shard_map` and `pmap` alike.
     """
-    if hasattr(jax, "shard_map"):
-        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-    from jax.experimental.shard_map import shard_map  # JAX < 0.7
-
-    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+    return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
 def _check_batch(batch: dict[str, np.ndarray], n: int) -> None:
@@ -153,12 +150,10 @@ def make_driver(
         devices=devices,
         axis_name=AXIS,
         train_step=jax.jit(
-            _shard_map(bind(train_step), mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P())),
+            shard_map(bind(train_step), mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P())),
             donate_argnums=0,
         ),
-        eval_step=jax.jit(
-            _shard_map(bind(eval_step), mesh, in_specs=(P(), P(AXIS)), out_specs=P())
-        ),
+        eval_step=jax.jit(shard_map(bind(eval_step), mesh, in_specs=(P(), P(AXIS)), out_specs=P())),
         put_state=lambda s: jax.tree.map(replicate, s),
         get_state=lambda s: s,
         put_batch=put_batch,

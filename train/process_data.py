@@ -80,7 +80,6 @@ class Split:
                 epoch=epoch,
                 num_devices=num_devices,
                 start_step=start_step,
-                on_device=True,
             )
             return
         order = data.epoch_order(self.num_examples, seed, epoch)
@@ -103,7 +102,6 @@ class Split:
                 self.labels,
                 batch_size=batch_size,
                 num_devices=num_devices,
-                on_device=True,
             )
             return
         for start in range(0, self.num_examples, batch_size):

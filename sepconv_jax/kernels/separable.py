@@ -50,8 +50,9 @@ def _kernel(x_ref, w_ref, pw_ref, *refs, s: Static, has: tuple[bool, bool, bool]
     g, t, co = s.g, s.tiles, s.c_out
     n_cot = -(-co // t.out_channels)
     pid = backend.program_id()
-    pix = lax.div(pid, n_cot) * t.pixels + lax.broadcasted_iota(jnp.int32, (t.pixels, 1), 0)
-    o_idx, o_ok = depthwise.channel_lanes(lax.rem(pid, n_cot) * t.out_channels, t.out_channels, co)
+    pix_tile, o_tile = depthwise.index_divmod(pid, n_cot)
+    pix = pix_tile * t.pixels + lax.broadcasted_iota(jnp.int32, (t.pixels, 1), 0)
+    o_idx, o_ok = depthwise.channel_lanes(o_tile * t.out_channels, t.out_channels, co)
     tp = depthwise.taps(g, pix)
     # pointwise rows: (BC, 1) input-channel indices against the (1, BCo) output lanes
     rows_iota = lax.broadcasted_iota(jnp.int32, (t.channels, 1), 0)

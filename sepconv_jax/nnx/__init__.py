@@ -7,9 +7,13 @@ unless `num_spatial_dims` says otherwise; blocks follow `model.train()` / `model
 """
 
 from sepconv_jax.nnx.blocks import InvertedResidual, SeparableBlock
+from sepconv_jax.nnx.causal import CausalDepthwiseConv1D, CausalSeparableConv1D, ConformerConv
 from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv, SeparableConv
 
 __all__ = [
+    "CausalDepthwiseConv1D",
+    "CausalSeparableConv1D",
+    "ConformerConv",
     "DepthwiseConv",
     "InvertedResidual",
     "PointwiseConv",
