@@ -1,5 +1,8 @@
 """Multi-process training (jax.distributed, gloo CPU collectives): same result as one process."""
 
+import json
+import re
+import signal
 import socket
 
 import _train_utils  # noqa: I001 - the tests' own helper module (tests/ is on sys.path)
@@ -10,9 +13,10 @@ import pytest
 from train import checkpoint, distributed, launch, process_data
 from train.metrics import read_events
 
-# `python -m train`, except that process 1 SIGKILLs itself when handed batch KILL_AT.
+# `python -m train`, except that process 1 sends itself signal S when handed batch I of epoch E
+# (KILL_AT=[E, I, S]).
 _KILL_HOOK = """
-import json, os, signal, sys
+import json, os, sys
 from train import process_data
 
 kill_at = json.loads(os.environ.get("KILL_AT", "null"))
@@ -21,8 +25,8 @@ original = process_data.Split.train_batches
 def train_batches(self, *, epoch, start_step, **kwargs):
     batches = original(self, epoch=epoch, start_step=start_step, **kwargs)
     for i, batch in enumerate(batches, start_step):
-        if kill_at == [epoch, i] and "--process_id=1" in sys.argv:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if kill_at and kill_at[:2] == [epoch, i] and "--process_id=1" in sys.argv:
+            os.kill(os.getpid(), kill_at[2])
         yield batch
 
 process_data.Split.train_batches = train_batches
@@ -30,7 +34,7 @@ from train.main import run
 run()
 """
 
-_OVERRIDES = dict(max_steps=5, log_every_steps=2, checkpoint_every_steps=2, progress_bar=False)
+_OVERRIDES = dict(max_steps=6, log_every_steps=2, checkpoint_every_steps=2, progress_bar=False)
 
 
 def _launch(tmp_path, workdir, data_dir, *args, processes=2, kill_at=None):
@@ -53,18 +57,20 @@ def _launch(tmp_path, workdir, data_dir, *args, processes=2, kill_at=None):
         *args,
         env={
             "PYTHONPATH": str(tmp_path),
-            "KILL_AT": "null" if kill_at is None else f"[{kill_at[0]}, {kill_at[1]}]",
+            "KILL_AT": json.dumps(kill_at),
         },
     )
 
 
 @pytest.mark.slow
-def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
-    """2 processes × 4 devices, one SIGKILLed mid-run, restarted: the state of 1 process × 8.
+def test_two_processes_stopped_killed_and_resumed_match_one_process(tmp_path):
+    """2 processes × 4 devices: SIGTERM to one, restarted, SIGKILL to one, restarted: the final
+    state is that of an uninterrupted 1-process run on 8 devices.
 
-    One run pair serves three claims: the launcher reports a killed process and exits non-zero;
-    the restart resumes from the last checkpoint; and the final state equals an uninterrupted
-    1-process run on 8 devices. Both sides run under `jax.distributed`, so both all-reduce
+    One series of runs serves four claims: SIGTERM to one process stops both at the same step
+    with a checkpoint there (JAX's preemption service); the launcher reports a killed process
+    and exits non-zero; each restart resumes from the last checkpoint; and the result does not
+    depend on the process count. Both sides run under `jax.distributed`, so both all-reduce
     with gloo: JAX's in-process CPU collectives sum in another order, and this tiny config
     amplifies that (its first step's gradient norm differs by 4e-5 relative, README). Tolerance:
     rtol 1e-6, atol 1e-7 in float32 (gloo may sum the shards in another order with another
@@ -76,12 +82,21 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
     assert single.returncode == 0, single.stdout[-3000:]
 
     workdir = tmp_path / "multi"
-    killed = _launch(tmp_path, workdir, data_dir, kill_at=(1, 0))  # after epoch 0's checkpoint
+    stopped = _launch(tmp_path, workdir, data_dir, kill_at=(0, 1, signal.SIGTERM))
+    assert stopped.returncode == 1, stopped.stdout[-3000:]
+    steps = {
+        int(m.group(2))
+        for m in re.finditer(r"^\[([01])\] interrupted at step (\d+)", stopped.stdout, re.M)
+    }
+    assert len(steps) == 1, stopped.stdout[-3000:]  # both processes, one step
+    assert checkpoint.latest_step(workdir / "checkpoints") == steps.pop()
+    assert stopped.stdout.count("interrupted at step") == 2, stopped.stdout[-3000:]
+
+    killed = _launch(tmp_path, workdir, data_dir, kill_at=(1, 1, signal.SIGKILL))
     assert killed.returncode == 1, killed.stdout[-3000:]
     assert "[launch] process 1 was killed by SIGKILL" in killed.stdout, killed.stdout[-3000:]
     assert not (workdir / "results.json").exists()
-    ckpts = checkpoint.Checkpoints(workdir / "checkpoints", keep=3)
-    resumed_from = ckpts.latest_step()
+    resumed_from = checkpoint.latest_step(workdir / "checkpoints")
     assert resumed_from is not None and 0 < resumed_from < total
 
     resumed = _launch(tmp_path, workdir, data_dir)
@@ -92,7 +107,7 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path):
     assert results["steps"] == total
 
     a = checkpoint.Checkpoints(tmp_path / "single" / "checkpoints", keep=3).restore_arrays(total)
-    b = ckpts.restore_arrays(total)
+    b = checkpoint.Checkpoints(workdir / "checkpoints", keep=3).restore_arrays(total)
     chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-7)
     # Process 0 alone logs: one train event per logged step; the evaluations (each over the
     # whole test set: the trainer checks the count) agree with the 1-process run.

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -27,6 +28,7 @@ __all__ = [
     "exit_on_error",
     "initialize",
     "is_primary",
+    "preempted",
     "process_rows",
 ]
 
@@ -152,6 +154,16 @@ def exit_on_error() -> Iterator[None]:
         logging.flush()
         sys.stderr.flush()
         os._exit(1)
+
+
+def preempted(step: int) -> bool:
+    """Several processes: True in all of them at one same step once any received SIGTERM.
+
+    JAX's preemption service (on with `jax.distributed`) catches SIGTERM and agrees on the
+    step after the largest any process reported; call this after every step, in every process.
+    With one process: False (the trainer's own signal handler serves).
+    """
+    return jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step)
 
 
 def is_primary() -> bool:

@@ -420,6 +420,8 @@ class _Run:
                     self.timing["time_to_first_step_s"] = time.perf_counter() - self.t_start
                     self.meter.restart_clock()
                 self._after_step()
+                if distributed.preempted(self.step):  # SIGTERM to any of several processes
+                    self.stop_signal = signal.SIGTERM
                 if self.stop_signal is not None and self.step < self.total_steps:
                     self._interrupt()
                 if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
@@ -439,8 +441,10 @@ class _Run:
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM set `stop_signal` (acted on after the running step); a second SIGINT
-        interrupts at once. Only in the main thread (where Python delivers signals)."""
-        if threading.current_thread() is not threading.main_thread():
+        interrupts at once. Only in the main thread (where Python delivers signals), and in one
+        process: with several, JAX's preemption service takes SIGTERM (`distributed.preempted`)
+        so that every process stops at the same step."""
+        if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
             yield
             return
 
