@@ -34,7 +34,9 @@ class Split:
     def __init__(self, dataset: str, split: str, data_dir: str, in_memory: bool | None = None):
         self.images: np.ndarray | None = None
         self.labels: np.ndarray | None = None
-        if in_memory if in_memory is not None else jax.process_count() == 1:
+        if in_memory is None:
+            in_memory = jax.process_count() == 1
+        if in_memory:
             self.images, self.labels = data.load_split(dataset, split, data_dir)
             self.num_examples = len(self.labels)
             self.image_shape = tuple(self.images.shape[1:])
