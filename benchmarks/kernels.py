@@ -36,7 +36,7 @@ from benchmarks.op_contenders import SHAPE_SETS, fwdbwd
 from sepconv_jax import _args
 from sepconv_jax import ops as sj_ops
 from sepconv_jax.fused import fused_separable_conv
-from sepconv_jax.kernels import backend, config, depthwise, reference, separable
+from sepconv_jax.kernels import backend, config, depthwise, fused, reference
 from sepconv_jax.kernels.config import Tiles
 
 # ---------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def _statics(shape, dw_t: Tiles, fu_t: Tiles, interpret: bool):
     b, h, w, c, co = shape
     g = config.geometry((b, h, w, c), (3, 3), (1, 1), SAME)
     ds = depthwise.Static(g, dw_t, (1, 1), SAME, None, interpret)
-    fs = separable.Static(g, co, fu_t, dw_t, None, (1, 1), SAME, None, interpret)
+    fs = fused.Static(g, co, fu_t, dw_t, None, (1, 1), SAME, None, interpret)
     return g, ds, fs
 
 
@@ -299,7 +299,7 @@ def measure_shape(shape, bw: float, args, sweep_rows: list) -> dict[str, Any]:
         )
         key = f"fu:{p}x{bc}x{bco}w{nw}s{ns}"
         sweep[key] = t
-        named[key] = lambda x, dw, pw, dy, fs=fs: separable.fused_conv2d(
+        named[key] = lambda x, dw, pw, dy, fs=fs: fused.fused_conv2d(
             x, dw, pw, None, None, None, fs
         )
     exes = _compile_all(named, sets, args.workers)
@@ -327,7 +327,7 @@ def measure_shape(shape, bw: float, args, sweep_rows: list) -> dict[str, Any]:
         fb = {
             "xla_fb": fwdbwd(xla_sep),
             "pallas_fb": fwdbwd(
-                lambda x, dw, pw: separable.fused_conv2d(x, dw, pw, None, None, None, fs)
+                lambda x, dw, pw: fused.fused_conv2d(x, dw, pw, None, None, None, fs)
             ),
         }
         exes = _compile_all(fb, sets, 2)
@@ -346,9 +346,7 @@ def measure_shape(shape, bw: float, args, sweep_rows: list) -> dict[str, Any]:
             jax.jit(lambda a, k: depthwise.depthwise_conv2d(a, k, ds))(x, dw), ref_h
         )
         row["err_fu"] = rel_err(
-            jax.jit(lambda a, k, p: separable.fused_conv2d(a, k, p, None, None, None, fs))(
-                x, dw, pw
-            ),
+            jax.jit(lambda a, k, p: fused.fused_conv2d(a, k, p, None, None, None, fs))(x, dw, pw),
             ref_y,
         )
         row["err_xla_sep"] = rel_err(jax.jit(xla_sep)(x, dw, pw), ref_y)

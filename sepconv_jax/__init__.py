@@ -4,7 +4,8 @@ The functional ops live at the top level (`causal_depthwise_conv1d` with its str
 sequences); `linen` and `nnx` hold the Flax modules over them, `models` the CIFAR MobileNets with
 their full-conv twins and the ImageNet nets (MobileNetV2/V3, EfficientNet, ConvNeXt), `interop`
 Keras import and BatchNorm folding, `cost` the parameter / FLOP / byte accounting, and `kernels`
-the Pallas GPU kernels.
+the Pallas GPU kernels (`implementation="pallas"`, and `"auto"` where the routing table lists
+them).
 """
 
 from sepconv_jax import activations, cost, interop, linen, models, nnx

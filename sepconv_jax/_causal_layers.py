@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sepconv_jax import _module_utils as mu
-from sepconv_jax import ops
+from sepconv_jax import _args, ops
+from sepconv_jax import _layer_specs as specs
 from sepconv_jax.causal import ACTIVATIONS, causal_depthwise_conv1d, init_causal_state
 
 #: `ConformerConv`'s norms after the depthwise conv. BatchNorm mixes frames of the whole batch in
@@ -44,17 +44,17 @@ def kernel_width(kernel_size: int | Sequence[int], where: str) -> int:
                 f"got {kernel_size!r}"
             )
         kernel_size = entries[0]
-    return mu.positive_int(kernel_size, "kernel_size", where)
+    return _args.positive_int(kernel_size, "kernel_size", where)
 
 
 def check_options(dilation: int, activation: str | None, implementation: str, where: str) -> int:
     """Validates a causal layer's constructor options; returns the dilation as an int."""
-    d = mu.positive_int(dilation, "dilation", where)
+    d = _args.positive_int(dilation, "dilation", where)
     if activation is not None and activation not in ACTIVATIONS:
         raise ValueError(
             f"{where}: activation must be None or one of {sorted(ACTIVATIONS)}, got {activation!r}"
         )
-    mu.check_implementation(implementation, where)
+    _args.check_implementation(implementation, where)
     if implementation == "pallas":
         raise ValueError(
             f"{where}: implementation='pallas' is not supported for causal 1-D convs (the "
@@ -92,7 +92,7 @@ def depthwise(
     activation: str | None,
     state: jax.Array | None,
     segment_ids: jax.Array | None,
-    dtype: mu.Dtype | None,
+    dtype: specs.Dtype | None,
     precision: lax.PrecisionLike,
     implementation: str,
 ) -> tuple[jax.Array, jax.Array | None]:
@@ -101,7 +101,7 @@ def depthwise(
     `x`, `kernel` and `bias` are cast to `dtype` (their promoted type if `None`); `state` must
     already have that dtype.
     """
-    x, kernel, bias = mu.promote(x, kernel, bias, dtype=dtype)
+    x, kernel, bias = specs.promote_to_compute(x, kernel, bias, dtype=dtype)
     out = causal_depthwise_conv1d(
         x,
         kernel,
@@ -126,12 +126,14 @@ def separable(
     dilation: int,
     state: jax.Array | None,
     segment_ids: jax.Array | None,
-    dtype: mu.Dtype | None,
+    dtype: specs.Dtype | None,
     precision: lax.PrecisionLike,
     implementation: str,
 ) -> tuple[jax.Array, jax.Array | None]:
     """Causal depthwise then pointwise conv plus bias; returns `(y, new_state)`."""
-    x, dw, pw, bias = mu.promote(x, depthwise_kernel, pointwise_kernel, bias, dtype=dtype)
+    x, dw, pw, bias = specs.promote_to_compute(
+        x, depthwise_kernel, pointwise_kernel, bias, dtype=dtype
+    )
     h, new_state = depthwise(
         x,
         dw,
@@ -144,7 +146,7 @@ def separable(
         precision=precision,
         implementation=implementation,
     )
-    return mu.add_bias(ops.pointwise_conv(h, pw, precision=precision), bias), new_state
+    return specs.add_bias(ops.pointwise_conv(h, pw, precision=precision), bias), new_state
 
 
 def check_conformer(causal: bool, norm: str, where: str) -> None:
@@ -175,7 +177,7 @@ def glu(h: jax.Array) -> jax.Array:
 
 
 def start_state(
-    batch: int, kernel_size: int, channels: int, dilation: int, dtype: mu.Dtype
+    batch: int, kernel_size: int, channels: int, dilation: int, dtype: specs.Dtype
 ) -> jax.Array:
     """The decode cache at the start of a sequence (`init_causal_state`)."""
     return init_causal_state(batch, kernel_size, channels, dilation=dilation, dtype=dtype)

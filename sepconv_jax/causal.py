@@ -205,7 +205,7 @@ def _masked_taps(
 
 
 def _check_implementation(implementation: str, segmented: bool) -> None:
-    ops._check_implementation(implementation)
+    _args.check_implementation(implementation)
     if implementation == "pallas":
         raise ValueError(
             "implementation='pallas' is not supported by causal_depthwise_conv1d (the Pallas "

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args, _routing
+from sepconv_jax.kernels import config
 
 
 def _positive_ints(v: Sequence[int] | None, n: int) -> tuple[int, ...] | None:
@@ -40,9 +41,9 @@ class _Route(NamedTuple):
 
 
 def _routable(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-              feature_group_count, batch_group_count, preferred_element_type) -> _Route | None:  # fmt: skip
-    """The arguments `depthwise_conv` needs when this call is a channels-last depthwise conv
-    (`NWC`/`WIO`, `NHWC`/`HWIO` or `NDHWC`/`DHWIO`, as `flax` passes them), else `None`."""
+              feature_group_count, batch_group_count, preferred_element_type):  # fmt: skip
+    """The `_Route` of a channels-last depthwise conv (`NWC`/`WIO`, `NHWC`/`HWIO` or
+    `NDHWC`/`DHWIO`, as `flax` passes them), else `None` (a call for `lax`)."""
     n = lhs.ndim - 2
     if n not in _args.DIMENSION_NUMBERS or rhs.ndim != lhs.ndim or batch_group_count != 1:
         return None
@@ -80,7 +81,7 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
     `"pallas"` forces the kernel for the depthwise convs it supports (interpret mode off GPU;
     unsupported depthwise configurations still go to `lax`), e.g. to test that a model uses it.
     """
-    ops._check_implementation(implementation)
+    _args.check_implementation(implementation)
 
     def conv_general_dilated(
         lhs: jax.Array,
@@ -96,19 +97,17 @@ def make_conv_general_dilated(implementation: str = "auto") -> Callable[..., jax
         preferred_element_type: Any = None,
         out_sharding: Any = None,
     ) -> jax.Array:
-        """`lax.conv_general_dilated`, with depthwise convs routed as `depthwise_conv` routes them."""
+        """`lax.conv_general_dilated`; depthwise convs routed as `depthwise_conv` routes them."""
         if implementation != "xla" and out_sharding is None:
             lhs_a, rhs_a = jnp.asarray(lhs), jnp.asarray(rhs)
             route = _routable(lhs_a, rhs_a, window_strides, padding, lhs_dilation, rhs_dilation,
                               dimension_numbers, feature_group_count, batch_group_count,
                               preferred_element_type)  # fmt: skip
             if route is not None:
-                from sepconv_jax.kernels import config
-
                 mode = implementation
                 if mode == "pallas" and config.unsupported_reason(lhs_a, rhs_a, *route):
                     mode = "auto"  # a drop-in never raises for a valid lax call
-                return ops._routed_depthwise(lhs_a, rhs_a, *route, precision, mode)
+                return _routing.depthwise(lhs_a, rhs_a, *route, precision, mode)
         extra = {} if out_sharding is None else {"out_sharding": out_sharding}
         return lax.conv_general_dilated(
             lhs,

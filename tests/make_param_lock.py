@@ -2,21 +2,25 @@
 
 Run from the repository root after a *deliberate* change of a model's variables:
 
-    python -m tests.make_param_lock
+    python -m tests.make_param_lock                    # the models' entries and the checkpoint
+    python -m tests.make_param_lock --keep-checkpoint  # the models' entries only (a new model)
 
 It rewrites `tests/data/param_lock.json` (every registered model's variable paths, shapes and
 dtypes; for the tiny variants also a checksum of each leaf's init values) and
 `tests/data/param_lock_checkpoint/` (an orbax checkpoint of the tiny MobileNetV1's train state
-under the tiny training config, written by `train.checkpoint`). The test rebuilds the trees from the code it runs and compares
-them with these files, so a refactor that must keep checkpoints loading is checked against what
-the code produced when the lock was written, not against itself.
+under the tiny training config, written by `train.checkpoint`). The test rebuilds the trees
+from the code it runs and compares them with these files, so a refactor that must keep
+checkpoints loading is checked against what the code produced when the lock was written, not
+against itself.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import json
+import math
 import pathlib
 import shutil
 import tempfile
@@ -29,7 +33,7 @@ from flax import nnx
 
 import sepconv_jax as sj
 from sepconv_jax import models
-from train import checkpoint, optim, step
+from train import checkpoint, setup, step
 from train.configs import tiny
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -42,6 +46,9 @@ SEED = 0
 CHECKPOINT_MODEL = "mobilenet_v1_tiny"  # the smallest: 15k parameters, 0.2 MB on disk
 CHECKPOINT_STEP = 5
 STEPS_PER_EPOCH = 4
+#: Models with at most this many variable elements (the tiny test variants) have their init
+#: values locked too; a jitted init of each takes 1-3 s of compilation on a CPU.
+MAX_VALUE_LOCKED = 500_000
 #: Flat init values sampled per leaf (at evenly spaced indices) besides its sum and sum of squares.
 SAMPLES = 8
 
@@ -50,10 +57,6 @@ Leaf = dict[str, Any]
 
 def _is_nnx(name: str) -> bool:
     return name.endswith("_nnx")
-
-
-def _is_tiny(name: str) -> bool:
-    return "_tiny" in name
 
 
 def _linen_init(name: str, rng: jax.Array) -> dict[str, Any]:
@@ -118,27 +121,14 @@ def digest(value: Any) -> str:
 
 
 def train_state_template() -> step.TrainState:
-    """The tiny config's train state at step 0 for `CHECKPOINT_MODEL`, built as the trainer
-    builds it (model fields, optimizer and schedule from `train/configs/tiny.py`)."""
+    """The train state at step 0 that `train.setup.build` makes for the tiny config with
+    `CHECKPOINT_MODEL` on one device: what the trainer restores a checkpoint into."""
     config = tiny.get_config()
-    total = config.num_epochs * STEPS_PER_EPOCH
-    schedule = optim.learning_rate_schedule(
-        optim.peak_learning_rate(
-            config.learning_rate, config.batch_size, config.lr_reference_batch_size
-        ),
-        total_steps=total,
-        warmup_steps=round(config.warmup_epochs * STEPS_PER_EPOCH),
-    )
-    tx = optim.create_optimizer(
-        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    model = models.create(
-        CHECKPOINT_MODEL,
-        num_classes=config.num_classes,
-        dropout=config.dropout,
-        bn_momentum=config.bn_momentum,
-    )
-    return step.create_train_state(model, tx, config.seed, IMAGE_SHAPE)
+    config.model = CHECKPOINT_MODEL
+    devices = jax.local_devices()[:1]
+    return setup.build(
+        config, devices, steps_per_epoch=STEPS_PER_EPOCH, image_shape=IMAGE_SHAPE
+    ).state
 
 
 def _state_to_save() -> step.TrainState:
@@ -184,8 +174,8 @@ def write_checkpoint() -> dict[str, Any]:
     }
 
 
-def make_lock() -> dict[str, Any]:
-    """The lock: every registered model's tree, init checksums of the tiny ones, the checkpoint."""
+def make_lock(keep_checkpoint: bool = False) -> dict[str, Any]:
+    """The lock: every registered model's tree, init checksums of the small ones, the checkpoint."""
     lock: dict[str, Any] = {
         "about": "python -m tests.make_param_lock (see its docstring); checked by "
         "tests/test_param_lock.py",
@@ -194,13 +184,17 @@ def make_lock() -> dict[str, Any]:
         "models": {},
     }
     for name in models.list_models():
-        tree = {}
-        for path, (kind, leaf) in variables(name, concrete=_is_tiny(name)).items():
-            tree[path] = describe(kind, leaf)
-            if _is_tiny(name):
-                tree[path]["init"] = checksum(leaf)
+        leaves = variables(name, concrete=False)
+        if sum(math.prod(leaf.shape) for _, leaf in leaves.values()) <= MAX_VALUE_LOCKED:
+            leaves = variables(name, concrete=True)
+            tree = {p: {**describe(k, v), "init": checksum(v)} for p, (k, v) in leaves.items()}
+        else:
+            tree = {p: describe(k, v) for p, (k, v) in leaves.items()}
         lock["models"][name] = tree
-    lock["checkpoint"] = write_checkpoint()
+    if keep_checkpoint:
+        lock["checkpoint"] = json.loads(LOCK.read_text())["checkpoint"]
+    else:
+        lock["checkpoint"] = write_checkpoint()
     return lock
 
 
@@ -214,14 +208,22 @@ def _dumps(value: Any, depth: int = 0) -> str:
     return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}" + end
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="rewrite the models' entries only; keep the committed checkpoint and its record",
+    )
+    args = parser.parse_args(argv)
     DATA.mkdir(exist_ok=True)
-    lock = make_lock()
+    lock = make_lock(keep_checkpoint=args.keep_checkpoint)
     LOCK.write_text(_dumps(lock))
-    size = sum(f.stat().st_size for f in CHECKPOINT.rglob("*") if f.is_file())
     leaves = sum(len(t) for t in lock["models"].values())
-    print(f"wrote {LOCK.name} ({len(lock['models'])} models, {leaves} leaves) and "
-          f"{CHECKPOINT.name}/ ({size / 1e3:.0f} kB)")  # fmt: skip
+    print(f"wrote {LOCK.name}: {len(lock['models'])} models, {leaves} leaves")
+    if not args.keep_checkpoint:
+        size = sum(f.stat().st_size for f in CHECKPOINT.rglob("*") if f.is_file())
+        print(f"wrote {CHECKPOINT.name}/: {size / 1e3:.0f} kB")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,8 @@ from flax import nnx
 from jax import lax
 
 import sepconv_jax as sj
-from sepconv_jax import _args, conv_general
+from sepconv_jax import _args, _auto_routes, _routing, conv_general
 from sepconv_jax.fused import fused_separable_conv
-from sepconv_jax.kernels import config
 
 HI = lax.Precision.HIGHEST
 TOL = {"float32": 1e-5, "bfloat16": 2e-2}
@@ -176,22 +175,32 @@ def test_auto_on_cpu_is_xla():
         lambda: fused_separable_conv(x, dw, pw, activation="relu", **extras),
     ):
         assert "pallas_call" not in str(jax.make_jaxpr(f)())
-    out = sj.depthwise_conv(x, dw, precision=HI)  # CPU: the sum over taps (ops._depthwise_taps)
+    out = sj.depthwise_conv(x, dw, precision=HI)  # CPU: the sum over taps (_depthwise_taps)
     ref = sj.depthwise_conv(x, dw, precision=HI, implementation="xla")
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(ref))))
 
 
-def test_auto_table_is_explicit(monkeypatch):
-    pad = _args.Padding("SAME", None, None)
-    g = config.geometry((256, 8, 8, 512), (3, 3), (1, 1), pad)
-    assert not config.auto_takes_depthwise(g, jnp.bfloat16)  # no row has won twice yet
-    monkeypatch.setitem(
-        config.DEPTHWISE_MEASURED_FASTER, (8, 8, 512, 3, 3, 1, 1, 1, 1, "bfloat16"), (0.04, 0.05)
+def test_auto_routes_by_backend_and_shape(monkeypatch):
+    x = jnp.zeros((256, 8, 8, 512), jnp.bfloat16)
+    pad, one = _args.Padding("SAME", None, None), (1, 1)
+
+    def path(x, implementation="auto"):
+        dw = jnp.zeros((3, 3, 1, 512), x.dtype)
+        return _routing.depthwise_path(x, dw, one, pad, one, implementation)
+
+    assert path(x) == "taps"  # the CPU row
+    with sj.ops.grouped_conv_only():
+        assert path(x) == "xla"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert path(x) == "xla"  # no GPU row: no kernel has won twice yet
+    row = _auto_routes.AutoRoute(
+        "gpu", "depthwise", "pallas", frozenset({(8, 8, 512, 3, 3, 1, 1, 1, 1, "bfloat16")}), 128
     )
-    assert config.auto_takes_depthwise(g, jnp.bfloat16)
-    assert not config.auto_takes_depthwise(g, jnp.float32)
-    assert not config.auto_takes_depthwise(g._replace(n=8), jnp.bfloat16)
-    assert not config.auto_takes_fused(g, 512, jnp.bfloat16)
+    monkeypatch.setattr(_auto_routes, "AUTO_ROUTES", (*_auto_routes.AUTO_ROUTES, row))
+    assert path(x) == "pallas"
+    assert path(x.astype(jnp.float32)) == "xla"  # another shape key
+    assert path(x[:8]) == "xla"  # below min_batch
+    assert path(x, "taps") == "taps"
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,13 @@ class ConvLayerTest(parameterized.TestCase):
         x = _normal((2, *(size,) * nd, c))
         layer = _build(
             lambda rngs: sn.DepthwiseConv(
-                c, (3,) * nd, m, strides, use_bias=use_bias, precision=HIGHEST, rngs=rngs
+                c,
+                (3,) * nd,
+                strides,
+                channel_multiplier=m,
+                use_bias=use_bias,
+                precision=HIGHEST,
+                rngs=rngs,
             )
         )
         expected = {"depthwise_kernel": (*(3,) * nd, 1, c * m)}
@@ -447,7 +453,10 @@ class BadInputTest(parameterized.TestCase):
             r"kernel_size must have one entry per spatial dim \(1\)",
         ),
         (lambda r: sn.DepthwiseConv(3, (3,) * 4, rngs=r), "kernel_size must have 1, 2 or 3"),
-        (lambda r: sn.DepthwiseConv(3, 3, 0, rngs=r), "channel_multiplier must be a positive"),
+        (
+            lambda r: sn.DepthwiseConv(3, 3, channel_multiplier=0, rngs=r),
+            "channel_multiplier must be a positive",
+        ),
         (lambda r: sn.DepthwiseConv(3, 3, strides=(1, 2, 2), rngs=r), "strides"),
         (lambda r: sn.SeparableConv(3, 4, 3, padding="FULL", rngs=r), "padding must be one of"),
         (lambda r: sn.SeparableConv(3, 4, 3, implementation="cuda", rngs=r), "implementation"),

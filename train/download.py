@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import os
 import pathlib
+import socket
 import tarfile
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +30,12 @@ class _Cifar10(cifar.Cifar10, skip_registration=True):
     """
 
     name = "cifar10"
+
+    def _log_download_bytes(self) -> None:
+        """Silent: tfds would print "Unknown size" (the sizes are known once prepared)."""
+
+    def _log_download_done(self) -> None:
+        """Silent: the caller says where the dataset is."""
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
         info = self._cifar_info
@@ -57,6 +66,18 @@ class _Cifar10(cifar.Cifar10, skip_registration=True):
             yield index, {**example, "label": int(record[0])}
 
 
+def _check_reachable(url: str, timeout_s: float = 10.0) -> None:
+    """Raises `ConnectionError` at once when `url`'s host cannot be reached (instead of the
+    download's minutes of retries). Behind a proxy (`HTTPS_PROXY`) the download is left to try."""
+    if urllib.request.getproxies().get("https"):
+        return
+    host = urllib.parse.urlparse(url).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"cannot reach {host} ({e})") from None
+
+
 def download_cifar10(
     data_dir: str | os.PathLike, *, manual_dir: str | os.PathLike | None = None
 ) -> pathlib.Path:
@@ -73,9 +94,14 @@ def download_cifar10(
 
     Returns:
       The dataset's version folder.
+
+    Raises:
+      ConnectionError: no `manual_dir` and the download host cannot be reached.
     """
     data_dir = pathlib.Path(data_dir).expanduser().absolute()
     builder = _Cifar10(data_dir=os.fspath(data_dir), file_format="array_record")
+    if manual_dir is None:
+        _check_reachable(builder._cifar_info.url)
     config = tfds.download.DownloadConfig(
         manual_dir=None if manual_dir is None else os.fspath(manual_dir)
     )

@@ -4,13 +4,13 @@ Multi-process runs add `--coordinator_address=HOST:PORT --num_processes=N --proc
 `--distributed` on a TPU/SLURM/Open MPI cluster): see `train/distributed.py`.
 """
 
-import logging
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from train import data, distributed, setup
+from train.quiet import quiet_libraries
 from train.trainer import Interrupted, NonFiniteLossError, train_and_evaluate
 
 #: What `python -m train --help` prints above the flags.
@@ -56,23 +56,6 @@ _TIMEOUT = flags.DEFINE_integer(
 )
 
 
-class _QuietLibraries(logging.Filter):
-    """Drops the INFO chatter of orbax (a dozen lines per checkpoint) and tensorflow-datasets
-    ("Load dataset info", "fields ... differ on disk and in the code"); warnings still show."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        path = record.pathname
-        quiet = "/orbax/" in path or "/tensorflow_datasets/" in path
-        return record.levelno >= logging.WARNING or not quiet
-
-
-def quiet_libraries() -> None:
-    """Leaves the terminal to the run's own progress: the libraries' INFO lines are dropped, and
-    JAX's "Unable to initialize backend 'tpu'" (INFO, on every machine without one)."""
-    logging.getLogger("absl").addFilter(_QuietLibraries())
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-
-
 def main(argv: list[str]) -> None:
     """Runs `train_and_evaluate(config, workdir)`; errors a user can fix exit with one line."""
     if len(argv) > 1:
@@ -103,9 +86,7 @@ def main(argv: list[str]) -> None:
         ) as e:
             sys.exit(f"train: error: {e}")
         except KeyboardInterrupt:  # before training started (data loading, compiling)
-            print(
-                "interrupted before the first checkpoint; rerun the same command", file=sys.stderr
-            )
+            print("interrupted before training started; rerun the same command", file=sys.stderr)
             sys.exit(130)
 
 

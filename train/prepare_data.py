@@ -49,6 +49,7 @@ from absl import app, flags
 from tensorflow_datasets.core.dataset_builders import adhoc_builder
 
 from train import download
+from train.quiet import quiet_libraries
 
 __all__ = ["IMAGE_SHAPE", "Item", "Source", "decode_image", "prepare", "read_source"]
 
@@ -404,6 +405,7 @@ def main(argv: list[str]) -> None:
     """Runs `prepare` (or the download) from the flags; errors and Ctrl-C exit with one line."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_libraries()
     tfds.disable_progress_bar()
     try:
         if _SOURCE.value is None:

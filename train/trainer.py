@@ -55,15 +55,15 @@ class Interrupted(Exception):  # noqa: N818 - what happened, not an error
         super().__init__(f"interrupted at step {step}, rerun the same command to resume")
 
 
-def enable_compilation_cache(directory: str, workdir: pathlib.Path) -> str | None:
+def enable_compilation_cache(directory: str | None, workdir: pathlib.Path) -> str | None:
     """Turns on JAX's persistent compilation cache (it also keeps XLA's GPU autotune results).
 
     Effective when set before this process compiles anything; an already configured directory
     (e.g. from `JAX_COMPILATION_CACHE_DIR`) wins.
 
     Args:
-      directory: `config.compilation_cache_dir`: `""` (off), or a path, relative ones inside
-        `workdir`.
+      directory: `config.compilation_cache_dir`: `None` (`workdir/jax_cache`), `""` (off), or
+        a folder.
       workdir: the run's directory.
 
     Returns:
@@ -71,9 +71,10 @@ def enable_compilation_cache(directory: str, workdir: pathlib.Path) -> str | Non
     """
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    if not directory:
+    if directory == "":
         return None
-    path = workdir / pathlib.Path(directory).expanduser()  # an absolute path stays itself
+    path = workdir / "jax_cache" if directory is None else pathlib.Path(directory).expanduser()
+    path = path.absolute()
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

@@ -6,9 +6,8 @@ of the `kh × kw` taps it gathers the input rows under that tap with a masked lo
 the mask: no padded copy of `x` is ever made) and accumulates in float32. Neighbouring taps and
 tiles re-read the same lines from L1/L2, so HBM sees about one read of `x` and one write of `y`.
 
-Status (H100, round 2 of benchmarks/results/kernel-notes.md): ~25 % of the bandwidth floor on
-every shape measured; faster than XLA only at 8×8×512 (0.0475 vs 0.0598 ms), which is the one
-row `config.auto_takes_depthwise` lists.
+Measurements against XLA: `benchmarks/results/kernel-notes.md`; `implementation="auto"` takes the
+kernel only where `_auto_routes.AUTO_ROUTES` has a row for it.
 """
 
 from __future__ import annotations

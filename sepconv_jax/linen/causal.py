@@ -10,9 +10,11 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax import _args, _norm
 from sepconv_jax import _causal_layers as cl
-from sepconv_jax import _module_utils as mu
-from sepconv_jax.linen.convs import DepthwiseConv, PointwiseConv, _where
+from sepconv_jax import _layer_specs as specs
+from sepconv_jax.linen.convs import DepthwiseConv, PointwiseConv
+from sepconv_jax.linen.spec_module import describe
 
 
 def _state(module: nn.Module, x: jax.Array, width: int, dilation: int) -> nn.Variable | None:
@@ -70,11 +72,11 @@ class CausalDepthwiseConv1D(nn.Module):
     dilation: int = 1
     use_bias: bool = True
     activation: str | None = None
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
-    kernel_init: mu.Initializer = mu.default_depthwise_init
-    bias_init: mu.Initializer = mu.default_bias_init
+    kernel_init: specs.Initializer = specs.default_depthwise_init
+    bias_init: specs.Initializer = specs.default_bias_init
     implementation: str = "auto"
 
     @nn.compact
@@ -92,12 +94,12 @@ class CausalDepthwiseConv1D(nn.Module):
         Raises:
           ValueError: `x` not `(N, T, C)`, bad options, or `segment_ids` with `decode`.
         """
-        where = _where(self)
+        where = describe(self)
         x = jnp.asarray(x)
         cl.check_x(x, None, where)
         width = cl.kernel_width(self.kernel_size, where)
         d = cl.check_options(self.dilation, self.activation, self.implementation, where)
-        m = mu.positive_int(self.channel_multiplier, "channel_multiplier", where)
+        m = _args.positive_int(self.channel_multiplier, "channel_multiplier", where)
         cl.check_decode(decode, segment_ids, where)
         features = x.shape[-1] * m
         kernel = self.param(
@@ -106,7 +108,7 @@ class CausalDepthwiseConv1D(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x = mu.promote(x, kernel, bias, dtype=self.dtype)[0]
+        x = specs.promote_to_compute(x, kernel, bias, dtype=self.dtype)[0]
         cache = _state(self, x, width, d) if decode else None
         y, new_state = cl.depthwise(
             x,
@@ -157,12 +159,12 @@ class CausalSeparableConv1D(nn.Module):
     channel_multiplier: int = 1
     dilation: int = 1
     use_bias: bool = True
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
-    depthwise_init: mu.Initializer = mu.default_depthwise_init
-    pointwise_init: mu.Initializer = mu.default_pointwise_init
-    bias_init: mu.Initializer = mu.default_bias_init
+    depthwise_init: specs.Initializer = specs.default_depthwise_init
+    pointwise_init: specs.Initializer = specs.default_pointwise_init
+    bias_init: specs.Initializer = specs.default_bias_init
     implementation: str = "auto"
 
     @nn.compact
@@ -173,13 +175,13 @@ class CausalSeparableConv1D(nn.Module):
 
         Args and Raises as `CausalDepthwiseConv1D`; also a non-positive `features`.
         """
-        where = _where(self)
-        features = mu.positive_int(self.features, "features", where)
+        where = describe(self)
+        features = _args.positive_int(self.features, "features", where)
         x = jnp.asarray(x)
         cl.check_x(x, None, where)
         width = cl.kernel_width(self.kernel_size, where)
         d = cl.check_options(self.dilation, None, self.implementation, where)
-        m = mu.positive_int(self.channel_multiplier, "channel_multiplier", where)
+        m = _args.positive_int(self.channel_multiplier, "channel_multiplier", where)
         cl.check_decode(decode, segment_ids, where)
         hidden = x.shape[-1] * m
         dw = self.param(
@@ -191,7 +193,7 @@ class CausalSeparableConv1D(nn.Module):
         bias = None
         if self.use_bias:
             bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x = mu.promote(x, dw, pw, bias, dtype=self.dtype)[0]
+        x = specs.promote_to_compute(x, dw, pw, bias, dtype=self.dtype)[0]
         cache = _state(self, x, width, d) if decode else None
         y, new_state = cl.separable(
             x,
@@ -252,8 +254,8 @@ class ConformerConv(nn.Module):
     dilation: int = 1
     momentum: float = 0.9
     epsilon: float = 1e-5
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -279,7 +281,7 @@ class ConformerConv(nn.Module):
           ValueError: `x` not `(N, T, C)`, `norm="batch"` with `causal`, or `decode` /
             `segment_ids` without `causal`.
         """
-        where = _where(self)
+        where = describe(self)
         x = jnp.asarray(x)
         cl.check_x(x, None, where)
         cl.check_conformer(self.causal, self.norm, where)
@@ -308,5 +310,5 @@ class ConformerConv(nn.Module):
                 param_dtype=self.param_dtype,
                 name="norm",
             )
-        h = jax.nn.silu(mu.in_float32(norm, h))
+        h = jax.nn.silu(_norm.in_float32(norm, h))
         return PointwiseConv(c, name="pointwise_out", **conv)(h)

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sepconv_jax.linen.convs import _where
+from sepconv_jax.linen.spec_module import describe
 
 
 class DropPath(nn.Module):
@@ -44,7 +44,7 @@ class DropPath(nn.Module):
         Raises:
           ValueError: `rate` outside `[0, 1)`, or `deterministic` given nowhere.
         """
-        where = _where(self)
+        where = describe(self)
         if not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
             raise ValueError(f"{where}: rate must be in [0, 1), got {self.rate!r}")
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _layer_specs as specs
 
 
 class LayerNorm(nn.Module):
@@ -32,7 +32,7 @@ class LayerNorm(nn.Module):
     """
 
     epsilon: float = 1e-6
-    param_dtype: mu.Dtype = jnp.float32
+    param_dtype: specs.Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -45,7 +45,7 @@ class LayerNorm(nn.Module):
         mean = jnp.mean(h, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True)
         y = (h - mean) * lax.rsqrt(var + jnp.float32(self.epsilon))
-        y = mu.add_bias(
+        y = specs.add_bias(
             y * jnp.reshape(scale.astype(jnp.float32), (1,) * (y.ndim - 1) + (c,)),
             bias.astype(jnp.float32),
         )

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _module_utils as mu
-from sepconv_jax import activations
-from sepconv_jax.linen.convs import PointwiseConv, _where
+from sepconv_jax import _args, activations
+from sepconv_jax import _layer_specs as specs
+from sepconv_jax.linen.convs import PointwiseConv
+from sepconv_jax.linen.spec_module import describe
 
 
 class SqueezeExcite(nn.Module):
@@ -43,8 +44,8 @@ class SqueezeExcite(nn.Module):
     features: int
     act: str = "relu"
     gate: str = "sigmoid"
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
 
     @nn.compact
@@ -54,8 +55,8 @@ class SqueezeExcite(nn.Module):
         Raises:
           ValueError: non-positive `features`, an unknown `act` or `gate`, or `x` not 4-D.
         """
-        where = _where(self)
-        features = mu.positive_int(self.features, "features", where)
+        where = describe(self)
+        features = _args.positive_int(self.features, "features", where)
         act, gate = activations.get(self.act), activations.get(self.gate)
         x = jnp.asarray(x)
         if x.ndim != 4:

@@ -14,8 +14,8 @@ from jax.typing import ArrayLike
 
 from sepconv_jax import activations
 from sepconv_jax import linen as sl
+from sepconv_jax.models import common
 from sepconv_jax.models import imagenet_common as ic
-from sepconv_jax.models import layers
 
 #: `(blocks per stage, channels per stage)` per variant.
 VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -61,7 +61,7 @@ class LayerScale(nn.Module):
     """
 
     init_value: float = 1e-6
-    param_dtype: layers.Dtype = jnp.float32
+    param_dtype: common.Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,8 +88,8 @@ class ConvNeXtBlock(nn.Module):
     spec: BlockSpec
     padding: str = "tf"
     layer_scale: float | None = 1e-6
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -146,8 +146,8 @@ class ConvNeXt(nn.Module):
     classifier_activation: str | None = None
     padding: str = "tf"
     preprocessing: tuple[ic.Step, ...] = IMAGENET_PREPROCESSING
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -167,8 +167,8 @@ class ConvNeXt(nn.Module):
     def __call__(self, x: ArrayLike, train: bool) -> jax.Array:
         """Classifies `x: (N, H, W, 3)` floating images (features without the top), as
         `MobileNetV2Imagenet`; stochastic depth needs a `"dropout"` rng in training."""
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = ic.preprocess(layers.check_images(x, dtype, "ConvNeXt"), self.preprocessing)
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = ic.preprocess(common.check_images(x, dtype, "ConvNeXt"), self.preprocessing)
         conv = dict(dtype=dtype, param_dtype=self.param_dtype, precision=self.precision)
         norm = dict(epsilon=1e-6, param_dtype=self.param_dtype)
         _, dims = VARIANTS[self.variant]

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax.models import common
 from sepconv_jax.models import imagenet_common as ic
-from sepconv_jax.models import layers
 from sepconv_jax.models.mbconv import MBConvSpec, run_blocks
 
 #: B0's stages as `(kernel, repeats, features_in, features_out, expansion, strides)`; every
@@ -45,7 +45,7 @@ DROP_CONNECT_RATE = 0.2
 
 
 def _filters(variant: str, c: int) -> int:
-    return layers.make_divisible(c * VARIANTS[variant][0])
+    return common.make_divisible(c * VARIANTS[variant][0])
 
 
 def _repeats(variant: str, n: int) -> int:
@@ -111,8 +111,8 @@ class EfficientNet(nn.Module):
     classifier_activation: str | None = None
     padding: str = "tf"
     preprocessing: tuple[ic.Step, ...] = IMAGENET_PREPROCESSING
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     axis_name: str | None = None
     bn_momentum: float = 0.99
@@ -133,8 +133,8 @@ class EfficientNet(nn.Module):
     def __call__(self, x: ArrayLike, train: bool) -> jax.Array:
         """Classifies `x: (N, H, W, 3)` floating images (features without the top), as
         `MobileNetV2Imagenet`; stochastic depth and dropout need a `"dropout"` rng in training."""
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = ic.preprocess(layers.check_images(x, dtype, "EfficientNet"), self.preprocessing)
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = ic.preprocess(common.check_images(x, dtype, "EfficientNet"), self.preprocessing)
         bn = dict(
             padding=self.padding,
             momentum=self.bn_momentum,
@@ -149,7 +149,7 @@ class EfficientNet(nn.Module):
         x = ic.ConvBN(_filters(self.variant, 1280), 1, 1, "swish", name="last", **bn)(x, train)
         if not self.include_top:
             return ic.pool(x, self.pooling)
-        logits = layers.classifier_head(
+        logits = common.classifier_head(
             x,
             train,
             num_classes=self.num_classes,

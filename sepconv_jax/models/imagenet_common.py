@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import activations
-from sepconv_jax.models import layers
+from sepconv_jax import _norm, activations
+from sepconv_jax.models import common
 
 #: Padding conventions: `"tf"` is TensorFlow/Keras `"SAME"` (at stride 2 on even sizes it pads
 #: (0, 1), as Keras's `correct_pad` does), `"torch"` PyTorch's symmetric `(K-1)/2` on each side.
@@ -34,11 +34,11 @@ def check_fields(model: nn.Module, name: str) -> None:
     """Validates the fields every ImageNet net shares.
 
     Raises:
-      ValueError: a bad `num_classes`, `width` or `dropout` (see `layers.check_model_fields`),
+      ValueError: a bad `num_classes`, `width` or `dropout` (see `common.check_model_fields`),
         or an unknown `padding`, `pooling` or `classifier_activation`, or a malformed
         `preprocessing` step.
     """
-    layers.check_model_fields(
+    common.check_model_fields(
         num_classes=model.num_classes,
         width=getattr(model, "width", 1.0),
         dropout=model.dropout,
@@ -99,8 +99,8 @@ class ConvBN(nn.Module):
     momentum: float = 0.99
     epsilon: float = 1e-3
     axis_name: str | None = None
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
 
     @nn.compact
@@ -118,7 +118,7 @@ class ConvBN(nn.Module):
             precision=self.precision,
             name="conv",
         )(x)
-        x = layers.batch_norm(
+        x = _norm.batch_norm(
             x,
             train,
             name="norm",

@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import activations
+from sepconv_jax import _norm, activations
 from sepconv_jax import linen as sl
 from sepconv_jax.linen.drop_path import DropPath
 from sepconv_jax.linen.squeeze_excite import SqueezeExcite
+from sepconv_jax.models import common
 from sepconv_jax.models import imagenet_common as ic
-from sepconv_jax.models import layers
 
 
 class MBConvSpec(NamedTuple):
@@ -66,8 +66,8 @@ class MBConv(nn.Module):
     momentum: float = 0.99
     epsilon: float = 1e-3
     axis_name: str | None = None
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -102,7 +102,7 @@ class MBConv(nn.Module):
         return h
 
     def _norm(self, h: jax.Array, train: bool, name: str) -> jax.Array:
-        return layers.batch_norm(
+        return _norm.batch_norm(
             h,
             train,
             name=name,

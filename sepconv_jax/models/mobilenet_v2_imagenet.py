@@ -8,8 +8,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax.models import common
 from sepconv_jax.models import imagenet_common as ic
-from sepconv_jax.models import layers
 from sepconv_jax.models.mbconv import MBConvSpec, run_blocks
 
 #: The paper's stages as `(expansion, features, num_blocks, strides)`, 3×3 depthwise, ReLU6.
@@ -28,11 +28,11 @@ WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 def block_plan(width: float) -> tuple[MBConvSpec, ...]:
     """One `MBConvSpec` per block at `width` (channels rounded with `make_divisible(…, 8)`)."""
-    c_in = layers.make_divisible(32 * width)
+    c_in = common.make_divisible(32 * width)
     plan = []
     for t, c, n, s in STAGES:
         for i in range(n):
-            features = layers.make_divisible(c * width)
+            features = common.make_divisible(c * width)
             expanded = None if t == 1 else c_in * t
             plan.append(MBConvSpec(features, expanded, 3, s if i == 0 else 1, "relu6"))
             c_in = features
@@ -41,7 +41,7 @@ def block_plan(width: float) -> tuple[MBConvSpec, ...]:
 
 def last_features(width: float) -> int:
     """Channels of the last 1×1 conv: 1280, scaled only for widths above 1 (as Keras)."""
-    return layers.make_divisible(1280 * width) if width > 1.0 else 1280
+    return common.make_divisible(1280 * width) if width > 1.0 else 1280
 
 
 class MobileNetV2Imagenet(nn.Module):
@@ -89,8 +89,8 @@ class MobileNetV2Imagenet(nn.Module):
     classifier_activation: str | None = None
     padding: str = "tf"
     preprocessing: tuple[ic.Step, ...] = ()
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     axis_name: str | None = None
     bn_momentum: float = 0.999
@@ -112,8 +112,8 @@ class MobileNetV2Imagenet(nn.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = ic.preprocess(layers.check_images(x, dtype, "MobileNetV2Imagenet"), self.preprocessing)
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = ic.preprocess(common.check_images(x, dtype, "MobileNetV2Imagenet"), self.preprocessing)
         bn = dict(
             padding=self.padding,
             momentum=self.bn_momentum,
@@ -123,14 +123,14 @@ class MobileNetV2Imagenet(nn.Module):
             param_dtype=self.param_dtype,
             precision=self.precision,
         )
-        x = ic.ConvBN(layers.make_divisible(32 * self.width), 3, 2, "relu6", name="stem", **bn)(
+        x = ic.ConvBN(common.make_divisible(32 * self.width), 3, 2, "relu6", name="stem", **bn)(
             x, train
         )
         x = run_blocks(x, train, block_plan(self.width), self, dtype)
         x = ic.ConvBN(last_features(self.width), 1, 1, "relu6", name="last", **bn)(x, train)
         if not self.include_top:
             return ic.pool(x, self.pooling)
-        logits = layers.classifier_head(
+        logits = common.classifier_head(
             x,
             train,
             num_classes=self.num_classes,

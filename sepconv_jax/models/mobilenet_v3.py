@@ -10,8 +10,8 @@ from jax.typing import ArrayLike
 
 from sepconv_jax import activations
 from sepconv_jax import linen as sl
+from sepconv_jax.models import common
 from sepconv_jax.models import imagenet_common as ic
-from sepconv_jax.models import layers
 from sepconv_jax.models.mbconv import MBConvSpec, run_blocks
 
 #: Blocks as `(expansion, features, kernel, strides, squeeze-excite, activation)`; `"k"` and
@@ -59,7 +59,7 @@ def block_plan(variant: str, width: float, minimalistic: bool = False) -> tuple[
     squeezes the expanded channels by 4 (rounded), with ReLU inside and a hard-sigmoid gate.
     """
     blocks, _ = VARIANTS[variant]
-    md = layers.make_divisible
+    md = common.make_divisible
     c_in, plan = STEM_FEATURES, []
     for i, (t, c, k, s, se, act) in enumerate(blocks):
         k = (3 if minimalistic else 5) if k == "k" else k
@@ -105,8 +105,8 @@ class MobileNetV3(nn.Module):
     classifier_activation: str | None = None
     padding: str = "tf"
     preprocessing: tuple[ic.Step, ...] = (("rescale", 1.0 / 127.5, -1.0),)
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     axis_name: str | None = None
     bn_momentum: float = 0.999
@@ -125,8 +125,8 @@ class MobileNetV3(nn.Module):
     def __call__(self, x: ArrayLike, train: bool) -> jax.Array:
         """Classifies `x: (N, H, W, 3)` floating images (features without the top), as
         `MobileNetV2Imagenet`."""
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = ic.preprocess(layers.check_images(x, dtype, "MobileNetV3"), self.preprocessing)
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = ic.preprocess(common.check_images(x, dtype, "MobileNetV3"), self.preprocessing)
         act = "relu" if self.minimalistic else "hard_swish"
         bn = dict(
             padding=self.padding,
@@ -140,12 +140,12 @@ class MobileNetV3(nn.Module):
         x = ic.ConvBN(STEM_FEATURES, 3, 2, act, name="stem", **bn)(x, train)
         plan = block_plan(self.variant, self.width, self.minimalistic)
         x = run_blocks(x, train, plan, self, dtype)
-        last = layers.make_divisible(plan[-1].features * 6)
+        last = common.make_divisible(plan[-1].features * 6)
         x = ic.ConvBN(last, 1, 1, act, name="last", **bn)(x, train)
         if not self.include_top:
             return ic.pool(x, self.pooling)
         _, head = VARIANTS[self.variant]
-        head = layers.make_divisible(head * self.width) if self.width > 1.0 else head
+        head = common.make_divisible(head * self.width) if self.width > 1.0 else head
         conv = dict(dtype=jnp.float32, param_dtype=self.param_dtype, precision=self.precision)
         h = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         h = activations.get(act)(sl.PointwiseConv(head, name="head", **conv)(h))

@@ -16,18 +16,12 @@ from sepconv_jax.models import (
     mobilenet_v1,
     mobilenet_v2,
     mobilenet_v2_imagenet,
+    mobilenet_v2_nnx,
     mobilenet_v3,
 )
 
 _V1_TINY = dict(width=0.25, cfg=mobilenet_v1.TINY_CFG)
 _V2_TINY = dict(width=0.25, cfg=mobilenet_v2.TINY_CFG)
-
-
-def _mobilenet_v2_nnx(**kwargs: Any) -> nnx.Module:
-    """The nnx MobileNetV2 (imported on use: linen users need not load the nnx modules)."""
-    from sepconv_jax.models import mobilenet_v2_nnx
-
-    return mobilenet_v2_nnx.MobileNetV2(**kwargs)
 
 
 _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
@@ -42,8 +36,8 @@ _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
     ),
     "mobilenet_v2_tiny": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY),
     "mobilenet_v2_tiny_full": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY, conv="full"),
-    "mobilenet_v2_nnx": _mobilenet_v2_nnx,
-    "mobilenet_v2_tiny_nnx": functools.partial(_mobilenet_v2_nnx, **_V2_TINY),
+    "mobilenet_v2_nnx": mobilenet_v2_nnx.MobileNetV2,
+    "mobilenet_v2_tiny_nnx": functools.partial(mobilenet_v2_nnx.MobileNetV2, **_V2_TINY),
     "mobilenet_v2_imagenet": mobilenet_v2_imagenet.MobileNetV2Imagenet,
     "mobilenet_v3_small": functools.partial(mobilenet_v3.MobileNetV3, variant="small"),
     "mobilenet_v3_large": functools.partial(mobilenet_v3.MobileNetV3, variant="large"),

@@ -10,9 +10,9 @@ from flax import nnx
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax import _args, _norm
 from sepconv_jax import _causal_layers as cl
-from sepconv_jax import _module_utils as mu
-from sepconv_jax.nnx.blocks import _BatchNorm
+from sepconv_jax import _layer_specs as specs
 from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv
 
 
@@ -29,7 +29,7 @@ class _Cached(nnx.Module):
         decode: bool,
     ) -> int:
         where = type(self).__name__
-        self.in_features = mu.positive_int(in_features, "in_features", where)
+        self.in_features = _args.positive_int(in_features, "in_features", where)
         self.kernel_size = cl.kernel_width(kernel_size, where)
         self.dilation = cl.check_options(dilation, activation, implementation, where)
         self.implementation = implementation
@@ -37,7 +37,7 @@ class _Cached(nnx.Module):
         self.state: nnx.Cache | None = nnx.data(None)
         return self.kernel_size
 
-    def init_cache(self, batch_size: int, dtype: mu.Dtype = jnp.float32) -> None:
+    def init_cache(self, batch_size: int, dtype: specs.Dtype = jnp.float32) -> None:
         """Sets the decode cache to the start of a sequence: `state` zeros `(batch_size,
         (W-1)·dilation, in_features)`, in `dtype`, which must be the compute dtype of the
         calls that follow (`x`'s promoted with the parameters, or `dtype` when set).
@@ -102,11 +102,11 @@ class CausalDepthwiseConv1D(_Cached):
         dilation: int = 1,
         use_bias: bool = True,
         activation: str | None = None,
-        dtype: mu.Dtype | None = None,
-        param_dtype: mu.Dtype = jnp.float32,
+        dtype: specs.Dtype | None = None,
+        param_dtype: specs.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
-        kernel_init: mu.Initializer = mu.default_depthwise_init,
-        bias_init: mu.Initializer = mu.default_bias_init,
+        kernel_init: specs.Initializer = specs.default_depthwise_init,
+        bias_init: specs.Initializer = specs.default_bias_init,
         implementation: str = "auto",
         decode: bool = False,
         *,
@@ -116,7 +116,9 @@ class CausalDepthwiseConv1D(_Cached):
         width = self._set_causal(
             in_features, kernel_size, dilation, activation, implementation, decode
         )
-        self.channel_multiplier = mu.positive_int(channel_multiplier, "channel_multiplier", where)
+        self.channel_multiplier = _args.positive_int(
+            channel_multiplier, "channel_multiplier", where
+        )
         features = self.in_features * self.channel_multiplier
         self.out_features, self.use_bias, self.activation = features, use_bias, activation
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
@@ -195,12 +197,12 @@ class CausalSeparableConv1D(_Cached):
         channel_multiplier: int = 1,
         dilation: int = 1,
         use_bias: bool = True,
-        dtype: mu.Dtype | None = None,
-        param_dtype: mu.Dtype = jnp.float32,
+        dtype: specs.Dtype | None = None,
+        param_dtype: specs.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
-        depthwise_init: mu.Initializer = mu.default_depthwise_init,
-        pointwise_init: mu.Initializer = mu.default_pointwise_init,
-        bias_init: mu.Initializer = mu.default_bias_init,
+        depthwise_init: specs.Initializer = specs.default_depthwise_init,
+        pointwise_init: specs.Initializer = specs.default_pointwise_init,
+        bias_init: specs.Initializer = specs.default_bias_init,
         implementation: str = "auto",
         decode: bool = False,
         *,
@@ -208,8 +210,10 @@ class CausalSeparableConv1D(_Cached):
     ):
         where = type(self).__name__
         width = self._set_causal(in_features, kernel_size, dilation, None, implementation, decode)
-        self.out_features = mu.positive_int(out_features, "out_features", where)
-        self.channel_multiplier = mu.positive_int(channel_multiplier, "channel_multiplier", where)
+        self.out_features = _args.positive_int(out_features, "out_features", where)
+        self.channel_multiplier = _args.positive_int(
+            channel_multiplier, "channel_multiplier", where
+        )
         hidden = self.in_features * self.channel_multiplier
         self.use_bias = use_bias
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
@@ -285,8 +289,8 @@ class ConformerConv(nnx.Module):
         dilation: int = 1,
         momentum: float = 0.9,
         epsilon: float = 1e-5,
-        dtype: mu.Dtype | None = None,
-        param_dtype: mu.Dtype = jnp.float32,
+        dtype: specs.Dtype | None = None,
+        param_dtype: specs.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
         implementation: str = "auto",
         decode: bool = False,
@@ -294,7 +298,7 @@ class ConformerConv(nnx.Module):
         rngs: nnx.Rngs,
     ):
         where = type(self).__name__
-        c = mu.positive_int(in_features, "in_features", where)
+        c = _args.positive_int(in_features, "in_features", where)
         cl.check_conformer(causal, norm, where)
         width = cl.kernel_width(kernel_size, where)
         self.in_features, self.causal, self.decode = c, causal, decode
@@ -310,17 +314,16 @@ class ConformerConv(nnx.Module):
                 c, epsilon=epsilon, dtype=jnp.float32, param_dtype=param_dtype, rngs=rngs
             )
         else:
-            self.norm = _BatchNorm(
+            self.norm = _norm.BatchNorm(
                 c,
                 momentum=momentum,
                 epsilon=epsilon,
-                dtype=jnp.float32,
                 param_dtype=param_dtype,
                 rngs=rngs,
             )
         self.pointwise_out = PointwiseConv(c, c, **conv)
 
-    def init_cache(self, batch_size: int, dtype: mu.Dtype = jnp.float32) -> None:
+    def init_cache(self, batch_size: int, dtype: specs.Dtype = jnp.float32) -> None:
         """Sets the depthwise conv's cache to the start of a sequence (causal only)."""
         if not self.causal:
             raise ValueError("ConformerConv: init_cache needs causal=True")
@@ -345,5 +348,5 @@ class ConformerConv(nnx.Module):
             h = self.depthwise(h, segment_ids=segment_ids, decode=decode)
         else:
             h = self.depthwise(h)
-        h = jax.nn.silu(mu.in_float32(self.norm, h))
+        h = jax.nn.silu(_norm.in_float32(self.norm, h))
         return self.pointwise_out(h)

@@ -52,9 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.parallel = "shard_map"  # "shard_map" | "pmap" | "jit" (one device, no collectives)
     config.num_devices = 0  # data-parallel over the first N local devices; 0: all
     config.seed = 0
-    # JAX's persistent compilation cache: a relative path is inside the workdir (a resumed or
-    # repeated run skips compiling); an absolute one may be shared by runs; "" = off.
-    config.compilation_cache_dir = "jax_cache"
+    # JAX's persistent compilation cache. Unset: WORKDIR/jax_cache (a resumed or repeated run
+    # skips compiling); a path: that folder (runs may share it); "": off.
+    config.compilation_cache_dir = ml_collections.config_dict.placeholder(str)
     # Checkpoints, evaluation and logging.
     config.resume = True  # continue from the latest checkpoint in the workdir if there is one
     config.checkpoint_every_steps = 1000  # also at every epoch end

@@ -83,10 +83,6 @@ def _cost(params: int, macs: int, elements: int, itemsize: int) -> Cost:
     return Cost(int(params), int(macs), 2 * int(macs), int(elements) * itemsize)
 
 
-# ---------------------------------------------------------------------------------------------
-# From shapes.
-
-
 def _itemsize(dtype: Any) -> int:
     try:
         return jnp.dtype(dtype).itemsize
@@ -94,7 +90,9 @@ def _itemsize(dtype: Any) -> int:
         raise ValueError(f"dtype must be a dtype, got {dtype!r}") from err
 
 
-def _input(input_shape: Shape, dtype: Any, conv: bool = True) -> tuple[tuple[int, ...], int]:
+def check_input_shape(
+    input_shape: Shape, dtype: Any, conv: bool = True
+) -> tuple[tuple[int, ...], int]:
     """Validates `(N, *spatial, C)` (any `(..., C)` if not `conv`); returns it and the itemsize."""
     if isinstance(input_shape, jax.ShapeDtypeStruct):
         input_shape, dtype = input_shape.shape, input_shape.dtype
@@ -113,12 +111,6 @@ def _input(input_shape: Shape, dtype: Any, conv: bool = True) -> tuple[tuple[int
     if not shape or any(d <= 0 for d in shape):
         raise ValueError(f"input_shape must be non-empty with positive dims, got {shape}")
     return shape, _itemsize(dtype)
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _conv_macs(
@@ -158,11 +150,11 @@ def _conv_macs(
                 f"padding {padding!r}: an output spatial size would be {o}"
             )
         out.append(o)
-        taps *= o * k if count_padding else _taps_in_bounds(size, k, s, d, lo, o)
+        taps *= o * k if count_padding else taps_in_bounds(size, k, s, d, lo, o)
     return win, tuple(out), taps
 
 
-def _taps_in_bounds(size: int, k: int, s: int, d: int, lo: int, out: int, ld: int = 1) -> int:
+def taps_in_bounds(size: int, k: int, s: int, d: int, lo: int, out: int, ld: int = 1) -> int:
     """Pairs (output `o`, tap `j`) in one dim whose input `o*s + j*d - lo` is in `x`.
 
     With input dilation `ld` the input occupies every `ld`-th of `(size - 1) * ld + 1` places.
@@ -221,8 +213,8 @@ def depthwise_cost(
       >>> depthwise_cost((1, 32, 32, 16), 3, count_padding=False).macs  # XLA's count
       141376
     """
-    shape, itemsize = _input(input_shape, dtype)
-    m = _positive(channel_multiplier, "channel_multiplier")
+    shape, itemsize = check_input_shape(input_shape, dtype)
+    m = _args.positive_int(channel_multiplier, "channel_multiplier")
     win, out, taps = _conv_macs(shape, window, strides, padding, dilation, count_padding)
     cm = shape[-1] * m
     params = math.prod(win) * cm + (cm if use_bias else 0)
@@ -253,8 +245,8 @@ def pointwise_cost(
       >>> pointwise_cost((1, 32, 32, 16), 32).macs
       524288
     """
-    shape, itemsize = _input(input_shape, dtype, conv=False)
-    co = _positive(out_channels, "out_channels")
+    shape, itemsize = check_input_shape(input_shape, dtype, conv=False)
+    co = _args.positive_int(out_channels, "out_channels")
     rows, ci = math.prod(shape[:-1]), shape[-1]
     params = ci * co + (co if use_bias else 0)
     return _cost(params, rows * ci * co, rows * ci + params + rows * co, itemsize)
@@ -298,7 +290,7 @@ def separable_cost(
       >>> c.bytes - separable_cost((1, 32, 32, 16), 3, 32, fused=True).bytes  # 2 × 64 KiB
       131072
     """
-    shape, itemsize = _input(input_shape, dtype)
+    shape, itemsize = check_input_shape(input_shape, dtype)
     dtype = input_shape.dtype if isinstance(input_shape, jax.ShapeDtypeStruct) else dtype
     geometry = dict(strides=strides, padding=padding, dilation=dilation)
     dw = depthwise_cost(
@@ -350,8 +342,8 @@ def full_cost(
       >>> c.params, c.macs
       (4608, 4718592)
     """
-    shape, itemsize = _input(input_shape, dtype)
-    co = _positive(out_channels, "out_channels")
+    shape, itemsize = check_input_shape(input_shape, dtype)
+    co = _args.positive_int(out_channels, "out_channels")
     win, out, taps = _conv_macs(shape, window, strides, padding, dilation, count_padding)
     ci = shape[-1]
     params = math.prod(win) * ci * co + (co if use_bias else 0)
@@ -360,7 +352,11 @@ def full_cost(
 
 
 def separable_full_ratio(
-    window: int | Sequence[int], out_channels: int, channel_multiplier: int = 1
+    window: int | Sequence[int],
+    out_channels: int,
+    channel_multiplier: int = 1,
+    *,
+    num_spatial_dims: int | None = None,
 ) -> float:
     """Weights of a separable conv over those of the full conv it replaces: `m/C_out + m/K`.
 
@@ -369,21 +365,25 @@ def separable_full_ratio(
     once.
 
     Args:
-      window: kernel spatial size (an int is one spatial dim; pass `(3, 3)` for 3×3).
+      window: kernel spatial size: one int per spatial dim, or an int for every spatial dim.
       out_channels: `C_out`.
       channel_multiplier: `m`. Defaults to 1.
+      num_spatial_dims: the number of spatial dims. Defaults to `None`: the length of a
+        sequence `window`, 2 for an int (as the nnx layers count them).
 
     Returns:
       The ratio, a float.
 
     Raises:
-      ValueError: non-positive `window`, `out_channels` or `channel_multiplier`.
+      ValueError: non-positive `window`, `out_channels` or `channel_multiplier`, or a `window`
+        whose length is not `num_spatial_dims`.
 
     Examples:
       >>> separable_full_ratio((3, 3), 32)  # 1/32 + 1/9
       0.1423611111111111
+      >>> separable_full_ratio(3, 32) == separable_full_ratio((3, 3), 32)
+      True
     """
-    win = (window,) if isinstance(window, (int, np.integer)) else window
-    k = math.prod(_args.normalize_tuple(win, len(tuple(win)), "window"))
-    m = _positive(channel_multiplier, "channel_multiplier")
-    return float(Fraction(m, _positive(out_channels, "out_channels")) + Fraction(m, k))
+    k = math.prod(_args.window(window, num_spatial_dims, name="window"))
+    m = _args.positive_int(channel_multiplier, "channel_multiplier")
+    return float(Fraction(m, _args.positive_int(out_channels, "out_channels")) + Fraction(m, k))

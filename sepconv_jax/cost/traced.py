@@ -11,13 +11,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
+from flax import nnx
 from jax.extend import core as jex_core
 
 from sepconv_jax import ops
-from sepconv_jax.cost.layers import Cost, Shape, _input, _taps_in_bounds
-
-# ---------------------------------------------------------------------------------------------
-# From a traced forward pass.
+from sepconv_jax.cost.closed_form import Cost, Shape, check_input_shape, taps_in_bounds
 
 
 def model_cost(
@@ -63,13 +62,10 @@ def model_cost(
       >>> c.params, c.macs
       (2296922, 91154944)
     """
-    from flax import linen as nn
-    from flax import nnx
-
     if isinstance(input_shape, jax.ShapeDtypeStruct):
         x = input_shape
     else:
-        shape, _ = _input(input_shape, dtype, conv=False)
+        shape, _ = check_input_shape(input_shape, dtype, conv=False)
         x = jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
     if isinstance(model, nn.Module):
         kwargs = dict(apply_kwargs)
@@ -121,13 +117,14 @@ def _jaxpr_cost(jaxpr: jex_core.Jaxpr, count_padding: bool) -> tuple[int, int]:
             macs, nbytes = macs + m, nbytes + b
         else:
             times = int(eqn.params["length"]) if name == "scan" else 1
-            for sub in _sub_jaxprs(eqn.params):
+            for sub in sub_jaxprs(eqn.params):
                 m, b = _jaxpr_cost(sub, count_padding)
                 macs, nbytes = macs + times * m, nbytes + times * b
     return macs, nbytes
 
 
-def _sub_jaxprs(params: dict[str, Any]) -> list[jex_core.Jaxpr]:
+def sub_jaxprs(params: dict[str, Any]) -> list[jex_core.Jaxpr]:
+    """The jaxprs nested in an equation's `params` (`jit`, `custom_vjp`, `scan`, ...)."""
     subs = []
     for value in params.values():
         for v in value if isinstance(value, (tuple, list)) else (value,):
@@ -159,7 +156,7 @@ def _conv_eqn_macs(eqn: Any, count_padding: bool) -> int:
         size = lhs[dn.lhs_spec[2 + i]]
         lo = p["padding"][i][0]
         s, d, ld = p["window_strides"][i], p["rhs_dilation"][i], p["lhs_dilation"][i]
-        taps *= _taps_in_bounds(size, k, s, d, lo, o, ld)
+        taps *= taps_in_bounds(size, k, s, d, lo, o, ld)
     return math.prod(out) // math.prod(out_spatial) * taps * in_features
 
 

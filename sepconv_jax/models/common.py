@@ -8,10 +8,11 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _args, _norm
+from sepconv_jax import _layer_specs as specs
 
-Dtype = mu.Dtype
-Act = mu.Act
+Dtype = specs.Dtype
+Act = specs.Act
 
 #: Values of the models' `conv` field: the separable net, or its full-conv twin.
 CONVS = ("separable", "full")
@@ -50,8 +51,7 @@ def check_model_fields(
       ValueError: non-positive `num_classes` or `width`, `dropout` outside `[0, 1)`, or an
         unknown `conv`.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-        raise ValueError(f"{model}: num_classes must be a positive int, got {num_classes!r}")
+    _args.positive_int(num_classes, "num_classes", model)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ValueError(f"{model}: width must be a positive number, got {width!r}")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -85,33 +85,6 @@ def check_images(x: ArrayLike, dtype: Dtype, model: str) -> jax.Array:
             f"{model} expects floating images (normalise integer pixels first), got {x.dtype}"
         )
     return x.astype(dtype)
-
-
-def batch_norm(
-    x: jax.Array,
-    train: bool,
-    *,
-    name: str,
-    momentum: float,
-    epsilon: float,
-    axis_name: str | None,
-    param_dtype: Dtype,
-) -> jax.Array:
-    """`nn.BatchNorm` named `name` in the calling module, computed in float32, in `x.dtype` out.
-
-    As the library's blocks do (`_module_utils.in_float32`): Flax's BatchNorm mixes a bfloat16
-    input with its float32 statistics, which strict dtype promotion rejects.
-    """
-    bn = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=momentum,
-        epsilon=epsilon,
-        axis_name=axis_name,
-        dtype=jnp.float32,
-        param_dtype=param_dtype,
-        name=name,
-    )
-    return mu.in_float32(bn, x)
 
 
 def compute_dtype(dtype: Dtype | None, param_dtype: Dtype) -> Dtype:
@@ -157,7 +130,7 @@ def conv_norm(
         precision=precision,
         name=names[0],
     )(x)
-    return batch_norm(
+    return _norm.batch_norm(
         x,
         train,
         name=names[1],

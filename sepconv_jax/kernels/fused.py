@@ -10,9 +10,8 @@ Programs that share a pixel tile are adjacent in the grid, so when `C_out > BCo`
 of `x` (and the recomputed depthwise) come from L2. The backward is XLA's, recomputing the
 depthwise intermediate with the Pallas depthwise kernel.
 
-Status (H100, round 2 of benchmarks/results/kernel-notes.md): correct, but 4-10x slower than
-XLA's two ops, because Triton converts every gathered tile to the wgmma operand layout through
-shared memory; `config.auto_takes_fused` therefore never selects it.
+Measurements against XLA's two ops: `benchmarks/results/kernel-notes.md`; `implementation="auto"`
+takes the kernel only where `_auto_routes.AUTO_ROUTES` has a row for it.
 """
 
 from __future__ import annotations
