@@ -61,7 +61,10 @@ def depthwise_conv(
       kernel: `(*window, 1, C*m)`; output channel `c*m + k` reads input channel `c` only.
       strides: int or one per spatial dim. Defaults to 1.
       padding: `"SAME"` (default), `"VALID"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`,
-        `"REPLICATE"`, an int, or one int / `(lo, hi)` pair per spatial dim.
+        `"REPLICATE"` (the last three: that border by the window's own amount), an int, one
+        int / `(lo, hi)` pair per spatial dim (zeros), or `(mode, amount)`: a border mode by an
+        explicit amount, e.g. `("REFLECT", 1)` for PyTorch's `padding=1,
+        padding_mode="reflect"` (see `_args.resolve_padding`).
       dilation: kernel dilation, int or one per spatial dim. Defaults to 1.
       precision: passed to `lax.conv_general_dilated`.
       implementation: `"auto"` (a GPU kernel where supported and faster; on the CPU backend

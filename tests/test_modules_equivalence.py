@@ -79,6 +79,11 @@ LAYERS = {
             3, (3, 2), channel_multiplier=2, strides=2, padding="REFLECT", rngs=r
         ),
     ),
+    "depthwise_2d_reflect_amount": (  # torch's Conv2d(k=5, padding=1, padding_mode="reflect")
+        (2, 7, 6, 3),
+        sl.DepthwiseConv(5, padding=("REFLECT", 1)),
+        lambda r: sn.DepthwiseConv(3, 5, padding=("REFLECT", [1, (1, 1)]), rngs=r),
+    ),
     "depthwise_3d_dilated": (
         (1, 5, 5, 5, 2),
         sl.DepthwiseConv(3, dilation=2),

@@ -1,4 +1,12 @@
-"""MobileNetV2 for CIFAR built from `sepconv_jax.nnx` modules: the linen model's structure in nnx."""
+"""MobileNetV2 for CIFAR built from `sepconv_jax.nnx` modules: the linen model's structure in nnx.
+
+The nnx MobileNetV2 is nnx-native (nnx variable paths, `model.train()` / `model.eval()`) and
+shares with the linen model what defines it: the plan (`block_plan`, `channels`,
+`check_fields`), the library's nnx `InvertedResidual` and the one float32 BatchNorm (`_norm`);
+`load_linen` maps linen variables onto it path for path. Flax's `nnx.bridge.ToNNX` would wrap
+the linen model instead, with linen's variable paths and its `train` argument: the way to run
+MobileNetV1 (which has no nnx twin) under nnx.
+"""
 
 from __future__ import annotations
 

@@ -67,22 +67,12 @@ class SeparableBlock(nnx.Module):
 
     Args:
       in_features: input channels `C`.
-      out_features: output channels.
-      kernel_size: depthwise window, int or one per spatial dim. Defaults to 3.
-      strides: depthwise stride. Defaults to 1.
-      channel_multiplier: depthwise filters per input channel. Defaults to 1.
-      padding: depthwise padding, as `ops.depthwise_conv`. Defaults to `"SAME"`.
-      dilation: depthwise dilation. Defaults to 1.
+      out_features: output channels (linen's `features`).
+      kernel_size, strides, channel_multiplier, padding, dilation, act, momentum, epsilon,
+        axis_name, dtype, param_dtype, precision, implementation: as the linen class's fields
+        (`act` defaults to `nnx.relu`).
       norm: `"batch"` (default: `nnx.BatchNorm`, computed in float32), `None` (no norm), or a
         factory called as `norm(num_features, rngs=rngs)` (e.g. `nnx.LayerNorm`).
-      act: activation after each norm, or `None` for none. Defaults to `nnx.relu`.
-      momentum: BatchNorm running-average momentum. Defaults to 0.9 (PyTorch's).
-      epsilon: BatchNorm epsilon. Defaults to 1e-5.
-      axis_name: BatchNorm's named axis for cross-device statistics, or `None`.
-      dtype: compute dtype. Defaults to `None` (the promoted type of `x` and params).
-      param_dtype: parameter dtype. Defaults to float32.
-      precision: passed to both convolutions.
-      implementation: passed to `ops.depthwise_conv`. Defaults to `"auto"`.
       num_spatial_dims: as `DepthwiseConv` (an int `kernel_size` means 2-D unless given).
       rngs: `nnx.Rngs` with a `params` stream.
 

@@ -99,13 +99,9 @@ class PointwiseConv(SpecLayer):
 
     Args:
       in_features: input channels.
-      out_features: output channels.
-      use_bias: whether to add a bias. Defaults to True.
-      dtype: compute dtype. Defaults to `None` (the promoted type of `x` and params).
-      param_dtype: parameter dtype. Defaults to float32.
-      precision: passed to `lax.dot_general`.
-      kernel_init: defaults to LeCun normal (`nnx.Linear`'s).
-      bias_init: defaults to zeros.
+      out_features: output channels (linen's `features`).
+      use_bias, dtype, param_dtype, precision, kernel_init, bias_init: as the linen class's
+        fields.
       rngs: `nnx.Rngs` with a `params` stream.
 
     Raises:
