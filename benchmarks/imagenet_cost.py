@@ -68,7 +68,9 @@ def cost_rows(names: Sequence[str]) -> list[list[str]]:
     return rows
 
 
-def fold_rows(names: Sequence[str], size: int, batch: int) -> list[list[str]]:
+def fold_rows(
+    names: Sequence[str], size: int, batch: int, budget_s: float = 5.0
+) -> list[list[str]]:
     rows = []
     for name in names:
         model = models.create(name, implementation="auto")
@@ -79,7 +81,11 @@ def fold_rows(names: Sequence[str], size: int, batch: int) -> list[list[str]]:
         for m, v in ((model, variables), (folded, folded_vars)):
             times.append(
                 common.time_jax(
-                    lambda x, m=m, v=v: m.apply(v, x, train=False), [(x,)], budget_s=2.0
+                    lambda x, m=m, v=v: m.apply(v, x, train=False),
+                    [(x,)],
+                    budget_s=budget_s,
+                    min_samples=10,
+                    max_samples=200,
                 )
             )
         y = jax.jit(model.apply, static_argnames="train")(variables, x, train=False)
@@ -113,6 +119,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.perf_counter()
+    load_start = os.getloadavg()[0]
     size, batch = (32, 1) if args.quick else (224, 1)
     costs = cost_rows(QUICK_COST if args.quick else tuple(PUBLISHED))
     folds = fold_rows(QUICK_TIMED if args.quick else TIMED, size, batch)
@@ -132,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "multiply-add of the convolutions and dense layers, each window tap counted (also those "
         "on zero padding, the papers' convention; `count_padding=False` gives XLA's), "
         "squeeze-excite included; BatchNorm, activations, pooling, LayerNorm and the "
-        "preprocessing are not counted. Padding convention `tf` (TensorFlow SAME)."
+        "preprocessing are not counted. Padding convention `tf` (TensorFlow SAME). Outside "
+        "±1 % params: MobileNetV3-small/large (2,542,856 and 5,483,032 are also torchvision's "
+        "counts of the same nets; the papers print 2.5 M and 5.4 M) and EfficientNet-B3 (the "
+        "paper prints 12 M)."
     )
     fold_legend = (
         f"Inference forward, batch {batch}, {size}×{size}×3, float32, `implementation='auto'`, "
@@ -144,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     env = common.environment()
     env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
+    env.append(
+        ("load average (1 min), start / end", f"{load_start:.1f} / {os.getloadavg()[0]:.1f}")
+    )
     print(common.text_table(cost_headers, costs))
     print(common.text_table(fold_headers, folds))
     if args.out:
