@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: environment header, copy bandwidth, timing, tables and markdown."""
+"""What every benchmark script shares: its start and report tail, environment, timing, tables."""
 
 from __future__ import annotations
 
@@ -48,19 +48,28 @@ def torch_or_none() -> Any:
 
 
 def _git_commit() -> str:
-    """The checked-out commit read from `.git` (no git command), or `"unknown"`."""
+    """The checked-out commit read from `.git` (no git command), or `"unknown"`.
+
+    `.git` is a folder, or a file `gitdir: PATH` (a worktree or submodule checkout).
+    """
     git = REPO_ROOT / ".git"
     try:
+        if git.is_file():
+            git = (REPO_ROOT / git.read_text().split(":", 1)[1].strip()).resolve()
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref:"):
             return head[:12]
         ref = head.split(" ", 1)[1]
-        if (git / ref).exists():
-            return (git / ref).read_text().strip()[:12]
-        for line in (git / "packed-refs").read_text().splitlines():
+        common_dir = git
+        if (git / "commondir").exists():  # a worktree keeps its refs in the main .git
+            common_dir = (git / (git / "commondir").read_text().strip()).resolve()
+        for root in (git, common_dir):
+            if (root / ref).exists():
+                return (root / ref).read_text().strip()[:12]
+        for line in (common_dir / "packed-refs").read_text().splitlines():
             if line.endswith(ref):
                 return line.split()[0][:12]
-    except OSError:
+    except (OSError, IndexError):
         pass
     return "unknown"
 
@@ -110,6 +119,64 @@ def environment() -> list[tuple[str, str]]:
 def command_line(module: str) -> str:
     """The command that reproduces this run, e.g. `python -m benchmarks.ops --quick`."""
     return " ".join(["python", "-m", module, *map(shlex.quote, sys.argv[1:])])
+
+
+# ---------------------------------------------------------------------------------------------
+# Start and end of every script
+
+
+def gpu_memory(*, fraction: float | None = None, preallocate: bool | None = None) -> None:
+    """Sets how much GPU memory JAX takes; call before the first use of a device (read then).
+
+    A value already in the environment wins.
+
+    Args:
+      fraction: of the GPU's memory to reserve (JAX's default 0.75): less leaves room for
+        PyTorch in the same process.
+      preallocate: `False` grows on demand, so that the device's peak memory is the program's.
+    """
+    if fraction is not None and not os.environ.get("XLA_CLIENT_MEM_FRACTION"):
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(fraction))
+    if preallocate is not None:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", str(preallocate).lower())
+
+
+def finish(
+    out: str | os.PathLike[str] | None,
+    *,
+    module: str,
+    title: str,
+    env: list[tuple[str, str]],
+    start: float,
+    sections: Sequence[tuple[str, str]],
+    headline: str,
+    tables: Sequence[tuple[Sequence[str], Sequence[Sequence[Any]]]],
+    notes: Sequence[str] = (),
+) -> None:
+    """The report tail of every script: the markdown file, then the compact tables printed last.
+
+    Args:
+      out: markdown path, or `None` to print only.
+      module: the script's module (`benchmarks.ops`), for the command line in the file.
+      title: the file's `#` heading.
+      env: `environment()` rows (and measured facts); the wall time since `start` is appended.
+      start: `time.perf_counter()` at the script's start.
+      sections: `(heading, markdown body)` pairs for the file.
+      headline: what the printed tables are, after the device's name.
+      tables: `(headers, rows)` printed as fixed-width text (a run's output tail is its result).
+      notes: lines printed after the tables (errors, skipped rows).
+    """
+    env.append(("wall time", f"{time.perf_counter() - start:.0f} s"))
+    if out:
+        path = write_markdown(
+            out, title=title, command=command_line(module), env=env, sections=sections
+        )
+        log(f"wrote {path}")
+    print(f"\n{dict(env)['device']}; {headline}")
+    for i, (headers, rows) in enumerate(tables):
+        print(("\n" if i else "") + text_table(headers, rows))
+    for line in notes:
+        print(line)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-if __package__ in (None, ""):  # `python benchmarks/cost.py`: make the repo importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from sepconv_jax import cost, models, ops  # noqa: E402
+from benchmarks import common
+from sepconv_jax import cost, models, ops
 
 #: (separable net, its full-conv twin) per family.
 PAIRS = (("mobilenet_v1", "mobilenet_v1_full"), ("mobilenet_v2", "mobilenet_v2_full"))
@@ -179,30 +174,24 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "twins: `no padding taps` (`count_padding=False`) is XLA's convention, and the "
         "remaining gap is XLA's elementwise work."
     )
-    env = common.environment()
-    env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
-    if args.out:
-        path = common.write_markdown(
-            args.out,
-            title="sepconv_jax cost: CIFAR MobileNets against their full-conv twins",
-            command=common.command_line("benchmarks.cost"),
-            env=env,
-            sections=[
-                ("Per model", legend + "\n\n" + common.markdown_table(*t["detail"])),
-                (
-                    "Savings of the separable nets",
-                    "`×` = full twin over separable net.\n\n" + common.markdown_table(*t["saving"]),
-                ),
-                ("Errors", "\n".join(errors) or "none"),
-            ],
-        )
-        common.log(f"wrote {path}")
-    print(f"\n{dict(env)['device']}; batch 1, 32×32×3, inference")
-    print(common.text_table(*t["detail"]))
-    print()
-    print(common.text_table(*t["saving"]))
-    for e in errors:
-        print(e)
+    common.finish(
+        args.out,
+        module="benchmarks.cost",
+        title="sepconv_jax cost: CIFAR MobileNets against their full-conv twins",
+        env=common.environment(),
+        start=t0,
+        sections=[
+            ("Per model", legend + "\n\n" + common.markdown_table(*t["detail"])),
+            (
+                "Savings of the separable nets",
+                "`×` = full twin over separable net.\n\n" + common.markdown_table(*t["saving"]),
+            ),
+            ("Errors", "\n".join(errors) or "none"),
+        ],
+        headline="batch 1, 32×32×3, inference",
+        tables=[t["detail"], t["saving"]],
+        notes=errors,
+    )
     return rows
 
 

@@ -4,70 +4,164 @@ Run from the repository root:
 
     python -m benchmarks.ops --quick                 # seconds, proves the script runs (CI)
     python -m benchmarks.ops --cpu-small             # a few minutes on a laptop CPU
-    python -m benchmarks.ops --out $OUT/ops.md       # the GPU set (about 4 minutes on an H100)
+    python -m benchmarks.ops                         # on a GPU: the GPU set (≈ 4 min on an H100)
 
 Every row: median ms and interquartile spread over input sets rotated so that nothing is served
 from cache, achieved GB/s and % of the bandwidth floor (one read of every input, one write of
 every output, at the copy bandwidth measured in the same run), FLOPs, and the time over the full
 3×3 conv of the same framework that the separable conv replaces.
 
-This file is the driver and command line; the problems (shapes, bytes, FLOPs) are in
-`op_problems.py`, the contenders and their inputs in `op_contenders.py`, the tables in
-`op_tables.py`.
+This file reads top to bottom: the result rows and their tables, the measuring loop, the command
+line. What is measured (shapes, bytes, FLOPs) and the contenders with their inputs are in
+`op_contenders.py`.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
 
-# Leave GPU memory for PyTorch in the same process (JAX takes 75% by default).
-os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
+import jax
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-
-if __package__ in (None, ""):  # `python benchmarks/ops.py`: make the repo importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from benchmarks.op_contenders import (  # noqa: E402
+from benchmarks import common
+from benchmarks.op_contenders import (
     CONTENDER_ORDER,
+    DTYPES,
     GPU_ONLY_BY_DEFAULT,
     JAX_CONTENDERS,
+    OPS,
+    SHAPE_SETS,
+    Problem,
     fwdbwd,
     jax_inputs,
     torch_fn,
     torch_inputs,
     torch_setup,
 )
-from benchmarks.op_problems import (  # noqa: E402
-    DTYPES,
-    OPS,
-    SHAPE_SETS,
-    Problem,
-)
-from benchmarks.op_tables import Row, detail_table, summary_table  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# Result rows and tables
 
 
-def run(args: argparse.Namespace) -> list[Row]:
-    """Measures every (shape, dtype, pass, op, contender) and returns the rows."""
-    gpu = common.on_gpu()
-    torch = torch_setup() if "torch" in args.contenders else None
-    torch_device = None
-    if torch is not None:
-        torch_device = "cuda" if torch.cuda.is_available() else "cpu"
-        if gpu and torch_device == "cpu":
-            torch = None  # a CPU PyTorch against a GPU JAX says nothing
-    contenders = list(args.contenders)
-    if "torch" in contenders and torch is None:
-        contenders.remove("torch")
-        common.log("torch: not importable (or no CUDA beside a GPU JAX); contender skipped")
-    args.contenders = contenders
+@dataclasses.dataclass
+class Row:
+    """One (problem, contender) measured: its timing, or the error that stopped it."""
 
+    problem: Problem
+    contender: str
+    timing: common.Timing | None = None
+    error: str = ""
+
+
+def _find(rows: Sequence[Row], problem: Problem, contender: str) -> Row | None:
+    for r in rows:
+        if r.problem == problem and r.contender == contender:
+            return r
+    return None
+
+
+def _full_ratio(rows: Sequence[Row], row: Row) -> float | None:
+    """Median over the full 3×3 conv's median, same framework (torch vs torch, JAX vs XLA)."""
+    ref_name = "torch" if row.contender == "torch" else "xla"
+    full = _find(rows, dataclasses.replace(row.problem, op="full"), ref_name)
+    if row.timing is None or full is None or full.timing is None:
+        return None
+    return row.timing.median_ms / full.timing.median_ms
+
+
+def detail_table(rows: Sequence[Row], bandwidth: float) -> tuple[list[str], list[list[str]]]:
+    headers = [
+        "op",
+        "contender",
+        "B×H×W×C→Co",
+        "dtype",
+        "pass",
+        "median ms",
+        "IQR %",
+        "samples×sets",
+        "GB/s",
+        "floor ms",
+        "% of floor",
+        "GFLOP",
+        "TFLOP/s",
+        "t / full",
+    ]
+    out = []
+    for r in rows:
+        p = r.problem
+        floor_ms = 1e3 * p.floor_bytes() / bandwidth
+        flops = p.flops()
+        if r.timing is None:
+            status = "skipped" if r.error.startswith("skipped") else "error"
+            cells = [status, "—", "—", "—", common.fmt(floor_ms), "—", fmt_g(flops), "—", "—"]
+        else:
+            t = r.timing.median_ms
+            cells = [
+                f"{t:.4f}",
+                f"{r.timing.spread_pct:.1f}",
+                f"{r.timing.n}×{r.timing.sets}",
+                common.fmt(p.floor_bytes() / (t * 1e-3) / 1e9),
+                common.fmt(floor_ms),
+                f"{100 * floor_ms / t:.0f}",
+                fmt_g(flops),
+                common.fmt(flops / (t * 1e-3) / 1e12),
+                common.fmt(_full_ratio(rows, r), 2),
+            ]
+        out.append([p.op, r.contender, p.label, p.dtype, p.passes, *cells])
+    return headers, out
+
+
+def fmt_g(flops: int) -> str:
+    return common.fmt(flops / 1e9)
+
+
+def summary_table(
+    rows: Sequence[Row], bandwidth: float, contenders: Sequence[str]
+) -> tuple[list[str], list[list[str]]]:
+    """One line per (dtype, pass, shape): median ms of every contender, % of floor for dw/sep."""
+    groups: list[Problem] = []
+    for r in rows:
+        key = dataclasses.replace(r.problem, op="dw")
+        if key not in groups:
+            groups.append(key)
+    cols = [
+        (op, name)
+        for op in OPS
+        for name in CONTENDER_ORDER
+        if name in contenders and (name == "torch" or (op, name) in JAX_CONTENDERS)
+    ]
+    headers = ["dtype", "pass", "B×H×W×C→Co", "dw floor"]
+    headers += [f"{op}:{name}" for op, name in cols]
+    out = []
+    for g in groups:
+        floor = 1e3 * g.floor_bytes() / bandwidth
+        line = [g.dtype, g.passes, dataclasses.replace(g, op="sep").label, common.fmt(floor)]
+        for op, name in cols:
+            p = dataclasses.replace(g, op=op)
+            r = _find(rows, p, name)
+            if r is None or r.timing is None:
+                if r is None:
+                    line.append("—")
+                else:
+                    line.append("skipped" if r.error.startswith("skipped") else "error")
+                continue
+            t = r.timing.median_ms
+            cell = f"{t:.3f}"
+            if op != "full":
+                cell += f" ({100 * 1e3 * p.floor_bytes() / bandwidth / t:.0f}%)"
+            line.append(cell)
+        out.append(line)
+    return headers, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring
+
+
+def plan(args: argparse.Namespace) -> list[tuple[Problem, list[str]]]:
+    """Every problem (dtype, then pass, shape, op in the order given) and its contenders."""
     problems = [
         Problem(op, shape, dtype, passes)
         for dtype in args.dtype
@@ -75,44 +169,63 @@ def run(args: argparse.Namespace) -> list[Row]:
         for shape in args.shapes
         for op in OPS
     ]
-    plan = []
+    out = []
     for p in problems:
-        for name in CONTENDER_ORDER:
-            if name not in contenders:
-                continue
-            if name == "torch" or (p.op, name) in JAX_CONTENDERS:
-                plan.append((p, name))
-    budget = common.Budget(args.budget_s, len(plan))
-    cache = common.L2_BYTES if gpu else 32 * 2**20
-    max_sets = 2 if args.quick else args.max_sets
+        names = [
+            name
+            for name in CONTENDER_ORDER
+            if name in args.contenders and (name == "torch" or (p.op, name) in JAX_CONTENDERS)
+        ]
+        if names:
+            out.append((p, names))
+    return out
+
+
+def torch_or_skip(args: argparse.Namespace) -> tuple[object | None, str | None]:
+    """PyTorch and its device for the `torch` contender, or `(None, None)` (then dropped)."""
+    torch = torch_setup() if "torch" in args.contenders else None
+    device = None
+    if torch is not None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if common.on_gpu() and device == "cpu":
+            torch = None  # a CPU PyTorch against a GPU JAX says nothing
+    if "torch" in args.contenders and torch is None:
+        args.contenders = [c for c in args.contenders if c != "torch"]
+        common.log("torch: not importable (or no CUDA beside a GPU JAX); contender skipped")
+    return torch, device
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    """Measures every (shape, dtype, pass, op, contender) and returns the rows.
+
+    Rows share `--budget-s` for their timed samples; no row starts after `--time-limit-s`. One
+    failing contender is a row with its error, not the end of the table.
+    """
+    torch, torch_device = torch_or_skip(args)
+    todo = plan(args)
+    budget = common.Budget(args.budget_s, sum(len(names) for _, names in todo))
+    cache = common.L2_BYTES if common.on_gpu() else 32 * 2**20
+    min_s, max_s = (2, 2) if args.quick else (3, args.max_samples)
     rows: list[Row] = []
     start = time.perf_counter()
-    seed = 0
-    for p in problems:
-        todo = [name for q, name in plan if q == p]
-        if not todo:
-            continue
-        n = common.num_sets(p.bytes_per_set(), max_sets=max_sets, cache_bytes=cache)
-        seed += 1
-        jax_sets = None
-        for name in todo:
+    for seed, (p, names) in enumerate(todo, start=1):
+        n = common.num_sets(p.bytes_per_set(), max_sets=args.max_sets, cache_bytes=cache)
+        jax_sets = None  # made once per problem, shared by its JAX contenders
+        for name in names:
             row = Row(p, name)
+            rows.append(row)
             if time.perf_counter() - start > args.time_limit_s:
                 row.error = f"skipped: --time-limit-s {args.time_limit_s:.0f}"
-                rows.append(row)
                 continue
-            slice_s = 0.0 if args.quick else budget.next_row()
-            min_s, max_s = (2, 2) if args.quick else (3, args.max_samples)
+            timing = dict(
+                budget_s=0.0 if args.quick else budget.next_row(),
+                min_samples=min_s,
+                max_samples=max_s,
+            )
             try:
                 if name == "torch":
                     sets = torch_inputs(torch, p, n, torch_device)
-                    row.timing = common.time_torch(
-                        torch_fn(torch, p),
-                        sets,
-                        budget_s=slice_s,
-                        min_samples=min_s,
-                        max_samples=max_s,
-                    )
+                    row.timing = common.time_torch(torch_fn(torch, p), sets, **timing)
                     del sets
                 else:
                     if jax_sets is None:
@@ -120,16 +233,10 @@ def run(args: argparse.Namespace) -> list[Row]:
                     fn = JAX_CONTENDERS[(p.op, name)]
                     fn = fn if p.passes == "fwd" else fwdbwd(fn)
                     row.timing = common.time_jax(
-                        fn,
-                        jax_sets,
-                        budget_s=slice_s,
-                        min_samples=min_s,
-                        max_samples=max_s,
-                        per_call=p.passes == "fwdbwd" or not gpu,
+                        fn, jax_sets, per_call=p.passes == "fwdbwd" or not common.on_gpu(), **timing
                     )
             except Exception as err:  # noqa: BLE001 - one failing contender must not end the table
                 row.error = common.short_error(err, limit=160)
-            rows.append(row)
             status = f"{row.timing.median_ms:.4f} ms" if row.timing else f"FAILED {row.error}"
             common.log(
                 f"[{time.perf_counter() - start:6.1f}s] {p.dtype:8s} {p.passes:6s} {p.label:22s} "
@@ -212,66 +319,69 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.budget_s is None:
         args.budget_s = 150.0 if gpu else 60.0
     if args.max_sets is None:
-        args.max_sets = 16 if gpu else 4
+        args.max_sets = 2 if args.quick else 16 if gpu else 4
     if args.out is None and not args.quick:
         args.out = str(common.RESULTS_DIR / f"ops_{jax.default_backend()}.md")
     return args
 
 
+LEGEND = (
+    "Median ms per call; in brackets the % of the bandwidth floor (dw floor for the dw "
+    "columns, the separable conv's own floor for sep). `auto` = sepconv_jax's default "
+    "(implementation='auto': on a CPU the sum over window taps); `xla` = sepconv_jax ops with "
+    "implementation='xla' (dw, sep) and lax.conv = flax.linen.Conv (full); `taps` = "
+    "implementation='taps' (the sum over taps on any backend); `pallas` = "
+    "implementation='pallas'; `flax` = nn.Conv(feature_group_count=C) + nn.Dense; `torch` = "
+    "F.conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, eager. The `dw floor` "
+    "column is the depthwise conv's floor in ms."
+)
+
+
+def error_notes(rows: Sequence[Row]) -> list[str]:
+    """Printed after the table: how many rows were skipped, and the distinct errors."""
+    failed = [r for r in rows if r.error and not r.error.startswith("skipped")]
+    skipped = sum(1 for r in rows if r.error.startswith("skipped"))
+    notes = [f"{skipped} row(s) skipped: --time-limit-s reached"] if skipped else []
+    if failed:
+        notes.append(f"{len(failed)} row(s) failed; distinct errors:")
+        seen: dict[str, int] = {}
+        for r in failed:
+            seen[f"{r.contender}: {r.error}"] = seen.get(f"{r.contender}: {r.error}", 0) + 1
+        notes += [f"  {count}× {msg}" for msg, count in list(seen.items())[:8]]
+    return notes
+
+
 def main(argv: Sequence[str] | None = None) -> list[Row]:
+    common.gpu_memory(fraction=0.45)  # leave GPU memory for PyTorch in the same process
+    start = time.perf_counter()
     args = parse_args(argv)
-    t0 = time.perf_counter()
     env = common.environment()
     bandwidth = common.copy_bandwidth(8 * 2**20 if args.quick else None)
     common.log(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s (read + write)")
     rows = run(args)
     env.append(("copy bandwidth (read + write)", f"{bandwidth / 1e9:.0f} GB/s"))
-    env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
-    sh, srows = summary_table(rows, bandwidth, args.contenders)
-    dh, drows = detail_table(rows, bandwidth)
+    summary = summary_table(rows, bandwidth, args.contenders)
     errors = [
         f"- {r.problem.op} {r.contender} {r.problem.label} {r.problem.dtype} "
         f"{r.problem.passes}: {r.error}"
         for r in rows
         if r.error
     ]
-    legend = (
-        "Median ms per call; in brackets the % of the bandwidth floor (dw floor for the dw "
-        "columns, the separable conv's own floor for sep). `auto` = sepconv_jax's default "
-        "(implementation='auto': on a CPU the sum over window taps); `xla` = sepconv_jax ops with "
-        "implementation='xla' (dw, sep) and lax.conv = flax.linen.Conv (full); `taps` = "
-        "implementation='taps' (the sum over taps on any backend); `pallas` = "
-        "implementation='pallas'; `flax` = nn.Conv(feature_group_count=C) + nn.Dense; `torch` = "
-        "F.conv2d(groups=C) + 1×1 conv, channels_last, cudnn.benchmark, eager. The `dw floor` "
-        "column is the depthwise conv's floor in ms."
+    common.finish(
+        args.out,
+        module="benchmarks.ops",
+        title="sepconv_jax op benchmark: 3×3 depthwise, separable and full convs (NHWC)",
+        env=env,
+        start=start,
+        sections=[
+            ("Summary", LEGEND + "\n\n" + common.markdown_table(*summary)),
+            ("All rows", common.markdown_table(*detail_table(rows, bandwidth))),
+            ("Errors", "\n".join(errors) or "none"),
+        ],
+        headline=f"copy bandwidth {bandwidth / 1e9:.0f} GB/s; median ms (% of floor)",
+        tables=[summary],
+        notes=error_notes(rows),
     )
-    if args.out:
-        path = common.write_markdown(
-            args.out,
-            title="sepconv_jax op benchmark: 3×3 depthwise, separable and full convs (NHWC)",
-            command=common.command_line("benchmarks.ops"),
-            env=env,
-            sections=[
-                ("Summary", legend + "\n\n" + common.markdown_table(sh, srows)),
-                ("All rows", common.markdown_table(dh, drows)),
-                ("Errors", "\n".join(errors) or "none"),
-            ],
-        )
-        common.log(f"wrote {path}")
-    device = dict(env)["device"]
-    print(f"\ncopy bandwidth {bandwidth / 1e9:.0f} GB/s; {device}; median ms (% of floor)")
-    print(common.text_table(sh, srows))
-    failed = [r for r in rows if r.error and not r.error.startswith("skipped")]
-    skipped = sum(1 for r in rows if r.error.startswith("skipped"))
-    if skipped:
-        print(f"{skipped} row(s) skipped: --time-limit-s reached")
-    if failed:
-        print(f"{len(failed)} row(s) failed; distinct errors:")
-        seen: dict[str, int] = {}
-        for r in failed:
-            seen[f"{r.contender}: {r.error}"] = seen.get(f"{r.contender}: {r.error}", 0) + 1
-        for msg, count in list(seen.items())[:8]:
-            print(f"  {count}× {msg}")
     return rows
 
 

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python -m benchmarks.train_step --quick                # CI: tiny models, 2 steps
-    python -m benchmarks.train_step --out $OUT/train.md    # GPU: batch 256 and 512, bf16 and f32
+    python -m benchmarks.train_step                        # GPU: batch 256 and 512, bf16 and f32
 
 Synthetic data (a few random batches rotated), warm-up (compilation, autotuning) first, then the
 median over windows of steps (each window timed end to end, so steps overlap as in training). Each
@@ -12,45 +12,78 @@ device's `peak_bytes_in_use` belongs to that configuration alone. PyTorch runs p
 MobileNetV2 (`benchmarks/torch_mobilenet_v2.py`) eager and under `torch.compile`, channels_last,
 autocast bf16, cudnn.benchmark, in the same run on the same device.
 
-This file is the driver, the JAX timer and the command line; the records are in
-`train_step_records.py`, the PyTorch timer in `train_step_torch.py`, the table and markdown in
-`train_step_tables.py`.
+This file reads top to bottom: the records, the JAX timer (the step is built in
+`jax_train_step.py`), the PyTorch timer, the plan and the processes, the table, the command line.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
-# JAX must not grab 75% of the GPU: PyTorch runs in the same process, and peaks are measured.
-os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from benchmarks import common
+from benchmarks import jax_train_step as jts
 
-if __package__ in (None, ""):  # `python benchmarks/train_step.py`: make the repo importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# ---------------------------------------------------------------------------------------------
+# Records
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
-from benchmarks import common  # noqa: E402
-from benchmarks import jax_train_step as jts  # noqa: E402
-from benchmarks.train_step_records import (  # noqa: E402
-    DTYPES,
-    IMPLS,
-    NUM_BATCHES,
-    TORCH_MODEL,
-    Config,
-    Result,
-    time_windows,
-)
-from benchmarks.train_step_tables import report  # noqa: E402
-from benchmarks.train_step_torch import bench_torch  # noqa: E402
+IMPLS = ("jax", "torch", "torch-compile")
+DTYPES = ("bfloat16", "float32")
+NUM_BATCHES = 4  # distinct synthetic batches rotated through
+TORCH_MODEL = "pytorch-cifar MobileNetV2"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One configuration to time: implementation, model, batch size and compute dtype."""
+
+    impl: str  # one of IMPLS
+    model: str  # registry name; torch rows always run pytorch-cifar's (separable) MobileNetV2
+    batch: int
+    dtype: str
+
+
+@dataclasses.dataclass
+class Result:
+    """What one configuration measured (times in ms, memory in bytes), or why it did not."""
+
+    config: Config
+    step_ms: float | None = None
+    spread_pct: float | None = None
+    peak_bytes: int | None = None
+    compiled_bytes: int | None = None
+    params: int | None = None
+    warmup_s: float | None = None
+    step_source: str = ""
+    error: str = ""
+
+    @property
+    def images_per_s(self) -> float | None:
+        if self.step_ms is None:
+            return None
+        return self.config.batch / (self.step_ms * 1e-3)
+
+
+def time_windows(run_window: Callable[[], float], windows: int) -> tuple[float, float]:
+    """Median and interquartile spread (% of median) of per-step ms over timed windows."""
+    times = [run_window() for _ in range(windows)]
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return float(q50), float(100 * (q75 - q25) / q50)
+
+
+# ---------------------------------------------------------------------------------------------
+# The JAX step
 
 
 def bench_jax(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result:
@@ -79,6 +112,91 @@ def bench_jax(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result:
     result.step_ms, result.spread_pct = time_windows(window, windows)
     result.peak_bytes = common.peak_memory_bytes()
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The PyTorch step: pytorch-cifar's MobileNetV2, eager or compiled
+
+
+def bench_torch(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result:
+    """Times an SGD-Nesterov step of pytorch-cifar's MobileNetV2 (eager or `torch.compile`)."""
+    # Here, not at the top: PyTorch is optional (the JAX rows run without it).
+    import torch
+
+    from benchmarks import torch_mobilenet_v2 as tm
+
+    result = Result(cfg, step_source="benchmarks/torch_mobilenet_v2.py")
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = True  # XLA's DEFAULT precision uses TF32 as well
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    model = tm.MobileNetV2().to(device).to(memory_format=cl)
+    result.params = tm.num_params(model)
+    if result.params != tm.NUM_PARAMS:
+        raise RuntimeError(
+            f"torch MobileNetV2 has {result.params} parameters, want {tm.NUM_PARAMS}"
+        )
+    forward = model
+    if cfg.impl == "torch-compile":
+        torch._dynamo.reset()  # a fresh compile per configuration (no dynamic-shape reuse)
+        forward = torch.compile(model)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    batches = [
+        (
+            torch.randn(cfg.batch, 3, 32, 32, device=device).to(memory_format=cl),
+            torch.randint(0, 10, (cfg.batch,), device=device),
+        )
+        for _ in range(NUM_BATCHES)
+    ]
+    bf16 = cfg.dtype == "bfloat16"
+
+    def step(i: int) -> Any:
+        x, y = batches[i % NUM_BATCHES]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(forward(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        step(i)
+    if cuda:
+        torch.cuda.synchronize()
+    result.warmup_s = time.perf_counter() - t0
+
+    def window() -> float:
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for i in range(steps):
+                step(i)
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / steps
+        start_t = time.perf_counter()
+        for i in range(steps):
+            step(i)
+        return 1e3 * (time.perf_counter() - start_t) / steps
+
+    result.step_ms, result.spread_pct = time_windows(window, windows)
+    if cuda:
+        result.peak_bytes = torch.cuda.max_memory_allocated()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan and processes
 
 
 def run_one(cfg: Config, args: argparse.Namespace) -> Result:
@@ -131,6 +249,95 @@ def plan(args: argparse.Namespace, torch_ok: bool) -> list[Config]:
                 groups[3].append(Config("torch-compile", TORCH_MODEL, batch, dtype))
         configs += [c for g in groups for c in g]
     return configs
+
+
+# ---------------------------------------------------------------------------------------------
+# Table and markdown
+
+
+def _mib(nbytes: int | None) -> str:
+    return common.fmt(nbytes / 2**20) if nbytes else "—"
+
+
+def table(results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row per result; `vs torch` is against PyTorch eager at the same batch."""
+    headers = [
+        "impl",
+        "model",
+        "batch",
+        "dtype",
+        "img/s",
+        "step ms",
+        "IQR %",
+        "vs torch",
+        "peak MiB",
+        "XLA MiB",
+        "params",
+        "warm-up s",
+    ]
+    eager = {
+        (r.config.batch, r.config.dtype): r.images_per_s
+        for r in results
+        if r.config.impl == "torch" and r.images_per_s
+    }
+    rows = []
+    for r in results:
+        c = r.config
+        if r.error:
+            status = "skipped" if r.error.startswith("skipped") else "error"
+            rows.append([c.impl, c.model, c.batch, c.dtype, status] + ["—"] * 7)
+            continue
+        ref = eager.get((c.batch, c.dtype))
+        rows.append(
+            [
+                c.impl,
+                c.model,
+                c.batch,
+                c.dtype,
+                f"{r.images_per_s:,.0f}",
+                common.fmt(r.step_ms),
+                f"{r.spread_pct:.1f}",
+                common.fmt(r.images_per_s / ref, 2) if ref else "—",
+                _mib(r.peak_bytes),
+                _mib(r.compiled_bytes),
+                f"{r.params:,}" if r.params else "—",
+                common.fmt(r.warmup_s),
+            ]
+        )
+    return headers, rows
+
+
+TITLE = "sepconv_jax training-step benchmark: MobileNetV2-CIFAR, synthetic data"
+
+
+def sections(results: Sequence[Result]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The markdown sections (legend and table, errors) and the error lines."""
+    headers, rows = table(results)
+    errors = [
+        f"- {r.config.impl} {r.config.model} b={r.config.batch} {r.config.dtype}: {r.error}"
+        for r in results
+        if r.error
+    ]
+    sources = sorted({r.step_source for r in results if r.step_source})
+    legend = (
+        "img/s = batch / median step time (median over windows of consecutive steps). `vs torch` "
+        "= img/s over PyTorch eager's at the same batch and dtype. `peak MiB` = the device's "
+        "`peak_bytes_in_use` (JAX, one process per configuration) or "
+        "`torch.cuda.max_memory_allocated` (PyTorch); `XLA MiB` = the compiled step's arguments "
+        "+ temporaries + outputs − aliased (XLA's memory analysis, on any backend). bf16 = "
+        "bfloat16 compute with float32 parameters (JAX `dtype=bfloat16`, PyTorch autocast). "
+        "`warm-up s` = model build, compilation/autotuning and the untimed steps. "
+        f"Steps: {', '.join(sources) or '—'}."
+    )
+    body = [
+        ("Results", legend + "\n\n" + common.markdown_table(headers, rows)),
+        ("Errors", "\n".join(errors) or "none"),
+    ]
+    return body, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
 
 
 def _int_list(text: str) -> list[int]:
@@ -206,12 +413,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Result]:
+    # JAX grows its GPU memory on demand: PyTorch runs in the same process, and peaks are measured.
+    common.gpu_memory(preallocate=False)
     args = parse_args(argv)
     if args.worker is not None:  # child process of run_isolated
         result = run_one(Config(**json.loads(args.worker)), args)
         print("RESULT " + json.dumps(dataclasses.asdict(result)), flush=True)
         return [result]
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     env = common.environment()
     torch = common.torch_or_none()
     torch_ok = torch is not None and (torch.cuda.is_available() or not common.on_gpu())
@@ -219,8 +428,7 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
         common.log("torch: not importable (or no CUDA beside a GPU JAX); PyTorch rows skipped")
     results: list[Result] = []
     for cfg in plan(args, torch_ok):
-        elapsed = time.perf_counter() - t0
-        if elapsed > args.time_limit_s:
+        if time.perf_counter() - start > args.time_limit_s:
             results.append(Result(cfg, error=f"skipped: --time-limit-s {args.time_limit_s:.0f}"))
             continue
         isolate = args.isolate and cfg.impl == "jax"
@@ -230,16 +438,30 @@ def main(argv: Sequence[str] | None = None) -> list[Result]:
             torch.cuda.empty_cache()  # leave the memory to the next JAX process
         done = f"{r.images_per_s:,.0f} img/s" if r.images_per_s else f"FAILED {r.error}"
         common.log(
-            f"[{time.perf_counter() - t0:6.1f}s] {cfg.impl:13s} {cfg.model:26s} "
+            f"[{time.perf_counter() - start:6.1f}s] {cfg.impl:13s} {cfg.model:26s} "
             f"b={cfg.batch:<4d} {cfg.dtype:8s} {done}"
         )
-        report(results, env, args)  # partial results survive a run cut short
-    env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
-    text = report(results, env, args)
-    if args.out:
-        common.log(f"wrote {args.out}")
-    print(f"\n{dict(env)['device']}; MobileNetV2-CIFAR train step, synthetic data")
-    print(text)
+        if args.out:  # after every configuration, so a run cut short keeps what it measured
+            body, _ = sections(results)
+            common.write_markdown(
+                args.out,
+                title=TITLE,
+                command=common.command_line("benchmarks.train_step"),
+                env=env,
+                sections=body,
+            )
+    body, errors = sections(results)
+    common.finish(
+        args.out,
+        module="benchmarks.train_step",
+        title=TITLE,
+        env=env,
+        start=start,
+        sections=body,
+        headline="MobileNetV2-CIFAR train step, synthetic data",
+        tables=[table(results)],
+        notes=errors,
+    )
     return results
 
 

@@ -17,6 +17,9 @@ DIMENSION_NUMBERS: dict[int, tuple[str, str, str]] = {
     3: ("NDHWC", "DHWIO", "NDHWC"),
 }
 
+#: The `implementation` values every op and module takes (see `ops.depthwise_conv`).
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "taps")
+
 #: Padding strings the ops accept, and how the explicit ones extend the border.
 PADDING_MODES: dict[str, str | None] = {
     "SAME": None,
@@ -27,7 +30,14 @@ PADDING_MODES: dict[str, str | None] = {
     "REPLICATE": "edge",
 }
 
-PaddingLike = str | int | Sequence[int | tuple[int, int]]
+#: Modes that take an explicit amount, `(mode, amount)`: how `jnp.pad` extends the border.
+BORDER_MODES: dict[str, str] = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
+
+#: Zero padding: a string, an int or one int / `(lo, hi)` pair per spatial dim; or a border mode
+#: with an explicit amount, e.g. `("REFLECT", 1)` or `("CIRCULAR", [(0, 1), 2])`.
+PaddingLike = (
+    str | int | Sequence[int | tuple[int, int]] | tuple[str, int | Sequence[int | tuple[int, int]]]
+)
 
 
 class Padding(NamedTuple):
@@ -42,6 +52,72 @@ class Padding(NamedTuple):
     lax: str | tuple[tuple[int, int], ...]
     pre_pad: tuple[tuple[int, int], ...] | None
     mode: str | None
+
+
+def _at(where: str) -> str:
+    """`"where: "` (a message prefix naming the layer), or `""`."""
+    return f"{where}: " if where else ""
+
+
+def positive_int(value: Any, name: str, where: str = "") -> int:
+    """Returns `value` as an int; raises `ValueError` unless it is a positive int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{_at(where)}{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_implementation(implementation: str, where: str = "") -> str:
+    """Raises `ValueError` unless `implementation` is one of `IMPLEMENTATIONS`."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"{_at(where)}implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}"
+        )
+    return implementation
+
+
+def spatial_dims(shape: tuple[int, ...], name: str = "x", where: str = "") -> int:
+    """The number of spatial dims of a `(N, *spatial, C)` shape; `ValueError` unless 1-3."""
+    n = len(shape) - 2
+    if n not in DIMENSION_NUMBERS:
+        raise ValueError(
+            f"{_at(where)}{name} must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
+            f"(rank 3, 4 or 5), got rank {len(shape)} with shape {tuple(shape)}"
+        )
+    return n
+
+
+def window(
+    kernel_size: int | Sequence[int], n: int | None, where: str = "", name: str = "kernel_size"
+) -> tuple[int, ...]:
+    """`kernel_size` as `n` positive ints; `n=None`: a sequence's length, 2 for an int.
+
+    The one meaning of a window argument where there is no `x` to count spatial dims on (nnx
+    constructors, `cost.separable_full_ratio`): an int is the same size along every spatial
+    dim, the number of dims is `num_spatial_dims` (`n`), and without it a sequence's length or 2.
+
+    Raises:
+      ValueError: a non-positive entry, or a sequence whose length is not `n` or not 1-3.
+    """
+    if n is not None:
+        n = positive_int(n, "num_spatial_dims", where)
+        if n not in DIMENSION_NUMBERS:
+            raise ValueError(f"{_at(where)}num_spatial_dims must be 1, 2 or 3, got {n}")
+    elif isinstance(kernel_size, (int, np.integer)):
+        n = 2
+    else:
+        try:
+            n = len(kernel_size)
+        except TypeError as err:
+            raise ValueError(
+                f"{_at(where)}{name} must be a positive int or a sequence of them, "
+                f"got {kernel_size!r}"
+            ) from err
+        if n not in DIMENSION_NUMBERS:
+            raise ValueError(
+                f"{_at(where)}{name} must have 1, 2 or 3 entries (one per spatial dim), "
+                f"got {kernel_size!r}"
+            )
+    return normalize_tuple(kernel_size, n, f"{_at(where)}{name}")
 
 
 def normalize_tuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -88,14 +164,19 @@ def explicit_pads(
 def resolve_padding(
     padding: PaddingLike, window: Sequence[int], dilation: Sequence[int]
 ) -> Padding:
-    """Resolves a padding argument against the (dilated) window.
+    """Resolves a padding argument against the (dilated) window: the one definition.
 
-    `"CAUSAL"` pads all `(k-1)*d` before and none after; `"CIRCULAR"`, `"REFLECT"` and
-    `"REPLICATE"` split `(k-1)*d` as SAME does at stride 1, `(k-1)*d // 2` before.
+    * `"SAME"`, `"VALID"`: as `lax.conv_general_dilated`.
+    * `"CAUSAL"`: zeros, all `(k-1)*d` before and none after.
+    * `"CIRCULAR"`, `"REFLECT"`, `"REPLICATE"`: that border, `(k-1)*d` split as SAME splits it
+      at stride 1: `(k-1)*d // 2` before, the rest after (the output keeps the input's size).
+    * `(mode, amount)` with a mode of `BORDER_MODES`: that border by an explicit amount, an int
+      for every side or one int / `(lo, hi)` pair per spatial dim (PyTorch's
+      `Conv2d(k, padding=p, padding_mode="reflect")` is `("REFLECT", p)`).
+    * an int, or one int / `(lo, hi)` pair per spatial dim: zeros.
 
     Args:
-      padding: a string of `PADDING_MODES`, an int (the same on both sides of every dim), or
-        one int or `(lo, hi)` pair per spatial dim.
+      padding: one of the above.
       window: the kernel's spatial shape.
       dilation: the kernel dilation per spatial dim.
 
@@ -103,6 +184,13 @@ def resolve_padding(
       ValueError: for an unknown string, a wrong length or a negative pad.
     """
     n = len(window)
+    if _has_mode(padding):
+        mode, amount = padding
+        if mode.upper() not in BORDER_MODES:
+            raise ValueError(
+                f"padding (mode, amount) takes a mode of {sorted(BORDER_MODES)}, got {padding!r}"
+            )
+        return Padding("VALID", _zero_pads(amount, n), BORDER_MODES[mode.upper()])
     if isinstance(padding, str):
         key = padding.upper()
         if key not in PADDING_MODES:
@@ -118,17 +206,42 @@ def resolve_padding(
         else:
             pads = tuple((t // 2, t - t // 2) for t in total)
         return Padding("VALID", pads, PADDING_MODES[key])
-    if isinstance(padding, (int, np.integer)):
-        pads = ((int(padding), int(padding)),) * n
+    return Padding(_zero_pads(padding, n), None, None)
+
+
+def _has_mode(padding: Any) -> bool:
+    """Whether `padding` is a `(mode, amount)` pair."""
+    return isinstance(padding, (tuple, list)) and len(padding) == 2 and isinstance(padding[0], str)
+
+
+def _zero_pads(amount: Any, n: int) -> tuple[tuple[int, int], ...]:
+    """An int or one int / `(lo, hi)` pair per dim as `n` non-negative `(lo, hi)` pairs."""
+    if isinstance(amount, (int, np.integer)):
+        pads = ((int(amount), int(amount)),) * n
     else:
-        pads = tuple(_pair(p, padding) for p in padding)
+        try:
+            pads = tuple(_pair(p, amount) for p in amount)
+        except TypeError as err:
+            raise ValueError(
+                f"padding must be a string, an int, one int or (lo, hi) pair per spatial dim, "
+                f"or (mode, amount); got {amount!r}"
+            ) from err
         if len(pads) != n:
             raise ValueError(
-                f"padding must have one (lo, hi) pair per spatial dim ({n}), got {padding!r}"
+                f"padding must have one (lo, hi) pair per spatial dim ({n}), got {amount!r}"
             )
     if any(lo < 0 or hi < 0 for lo, hi in pads):
-        raise ValueError(f"padding must be non-negative, got {padding!r}")
-    return Padding(pads, None, None)
+        raise ValueError(f"padding must be non-negative, got {amount!r}")
+    return pads
+
+
+def freeze_padding(padding: PaddingLike) -> PaddingLike:
+    """`padding` with lists turned into tuples (hashable: a static attribute of a module)."""
+    if isinstance(padding, (str, int, np.integer)):
+        return padding
+    if _has_mode(padding):
+        return (padding[0], freeze_padding(padding[1]))
+    return tuple(p if isinstance(p, (int, np.integer)) else tuple(p) for p in padding)
 
 
 def _pair(p: Any, whole: Any) -> tuple[int, int]:
@@ -152,13 +265,7 @@ def check_floating(name: str, dtype: Any) -> None:
 def check_input(x: jnp.ndarray, name: str = "x") -> int:
     """Checks `x` is a floating `(N, *spatial, C)` array; returns the number of spatial dims."""
     check_floating(name, x.dtype)
-    n = x.ndim - 2
-    if n not in DIMENSION_NUMBERS:
-        raise ValueError(
-            f"{name} must have shape (N, *spatial, C) with 1, 2 or 3 spatial dims "
-            f"(rank 3, 4 or 5), got rank {x.ndim} with shape {x.shape}"
-        )
-    return n
+    return spatial_dims(x.shape, name)
 
 
 def check_depthwise_kernel(kernel: jnp.ndarray, x_shape: tuple[int, ...]) -> int:

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args, _routing
 from sepconv_jax._args import PaddingLike
-from sepconv_jax.kernels import config, reference
+from sepconv_jax.kernels import config
 
 
 def _vector(name: str, v: ArrayLike | None, size: int, what: str) -> jax.Array | None:
@@ -86,7 +86,7 @@ def fused_separable_conv(
     _args.check_pointwise_kernel(pw, dw.shape[-1], what="the depthwise output")
     if activation not in config.ACTIVATIONS:
         raise ValueError(f"activation must be one of {config.ACTIVATIONS}, got {activation!r}")
-    ops._check_implementation(implementation)
+    _args.check_implementation(implementation)
     cm, co = dw.shape[-1], pw.shape[-1]
     scale_a = _vector("scale", scale, cm, "one per depthwise output channel")
     shift_a = _vector("shift", shift, cm, "one per depthwise output channel")
@@ -97,18 +97,7 @@ def fused_separable_conv(
     scale_a, shift_a, bias_a = (
         None if v is None else v.astype(x.dtype) for v in (scale_a, shift_a, bias_a)
     )
-    if implementation != "xla":
-        from sepconv_jax import kernels
-
-        out = kernels.route_fused(
-            x, dw, pw, scale_a, shift_a, bias_a, activation, strides_t, pad, precision,
-            implementation,
-        )  # fmt: skip
-        if out is not None:
-            return out
-    # The fused kernel was not taken: the depthwise step as `ops.depthwise_conv` picks it.
-    h = ops._routed_depthwise(
-        x, dw, strides_t, pad, (1,) * n, precision,
-        "xla" if implementation == "pallas" else implementation,
-    )  # fmt: skip
-    return reference.after_depthwise(h, pw, scale_a, shift_a, bias_a, activation, precision)
+    epilogue = config.Epilogue(scale_a, shift_a, bias_a, activation)
+    return _routing.separable(
+        x, dw, pw, strides_t, pad, (1,) * n, precision, implementation, epilogue
+    )

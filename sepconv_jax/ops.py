@@ -19,106 +19,29 @@ References:
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, _depthwise_taps
-from sepconv_jax._args import PaddingLike
+from sepconv_jax import _args, _routing
+from sepconv_jax._args import IMPLEMENTATIONS, PaddingLike
+from sepconv_jax._depthwise_paths import grouped_conv_only
 
 Precision = lax.PrecisionLike
-IMPLEMENTATIONS = ("auto", "xla", "pallas", "taps")
 
-
-_GROUPED_CONV_ONLY = contextvars.ContextVar("sepconv_jax_grouped_conv_only", default=False)
-
-
-@contextlib.contextmanager
-def grouped_conv_only() -> Iterator[None]:
-    """Within this context `implementation="auto"` and `"taps"` trace every depthwise conv as one
-    grouped `lax.conv_general_dilated`, on every backend (no sum over taps).
-
-    For tools that read the traced program, e.g. `sepconv_jax.cost.model_cost` and XLA's cost
-    analysis, so that their counts do not depend on the backend. Affects tracing only: a function
-    jitted and traced before entering keeps its program.
-    """
-    token = _GROUPED_CONV_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _GROUPED_CONV_ONLY.reset(token)
-
-
-def _check_implementation(implementation: str) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-    return implementation
-
-
-def _takes_taps(implementation: str) -> bool:
-    """Whether a depthwise conv not taken by a kernel runs as the sum over taps."""
-    if _GROUPED_CONV_ONLY.get():
-        return False
-    return implementation == "taps" or (implementation == "auto" and jax.default_backend() == "cpu")
-
-
-def _xla_depthwise(
-    x: jax.Array,
-    kernel: jax.Array,
-    strides: tuple[int, ...],
-    padding: _args.Padding,
-    dilation: tuple[int, ...],
-    precision: Precision,
-) -> jax.Array:
-    """One grouped `lax.conv_general_dilated` on already validated arguments."""
-    if padding.pre_pad is not None:
-        pads = ((0, 0), *padding.pre_pad, (0, 0))
-        x = jnp.pad(x, pads, mode=padding.mode)
-    return lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=strides,
-        padding=padding.lax,
-        rhs_dilation=dilation,
-        dimension_numbers=_args.DIMENSION_NUMBERS[x.ndim - 2],
-        feature_group_count=x.shape[-1],
-        precision=precision,
-    )
-
-
-def _routed_depthwise(
-    x: jax.Array,
-    kernel: jax.Array,
-    strides: tuple[int, ...],
-    padding: _args.Padding,
-    dilation: tuple[int, ...],
-    precision: Precision,
-    implementation: str,
-) -> jax.Array:
-    """`depthwise_conv` on validated, promoted arguments: the Pallas kernel where
-    `implementation` takes it, else the sum over taps where it takes that, else XLA's conv.
-
-    Raises:
-      ValueError: `implementation="pallas"` for a configuration the kernel does not support.
-    """
-    if implementation != "xla":
-        from sepconv_jax import kernels  # local: the kernels import this module's helpers
-
-        out = kernels.route_depthwise(
-            x, kernel, strides, padding, dilation, precision, implementation
-        )
-        if out is not None:
-            return out
-    if _takes_taps(implementation):
-        return _depthwise_taps.depthwise_by_taps(x, kernel, strides, padding, dilation)
-    return _xla_depthwise(x, kernel, strides, padding, dilation, precision)
+__all__ = [
+    "IMPLEMENTATIONS",
+    "depthwise_conv",
+    "full_to_separable",
+    "grouped_conv_only",
+    "pointwise_conv",
+    "separable_conv",
+    "separable_to_full",
+]
 
 
 def depthwise_conv(
@@ -138,7 +61,10 @@ def depthwise_conv(
       kernel: `(*window, 1, C*m)`; output channel `c*m + k` reads input channel `c` only.
       strides: int or one per spatial dim. Defaults to 1.
       padding: `"SAME"` (default), `"VALID"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`,
-        `"REPLICATE"`, an int, or one int / `(lo, hi)` pair per spatial dim.
+        `"REPLICATE"` (the last three: that border by the window's own amount), an int, one
+        int / `(lo, hi)` pair per spatial dim (zeros), or `(mode, amount)`: a border mode by an
+        explicit amount, e.g. `("REFLECT", 1)` for PyTorch's `padding=1,
+        padding_mode="reflect"` (see `_args.resolve_padding`).
       dilation: kernel dilation, int or one per spatial dim. Defaults to 1.
       precision: passed to `lax.conv_general_dilated`.
       implementation: `"auto"` (a GPU kernel where supported and faster; on the CPU backend
@@ -167,9 +93,9 @@ def depthwise_conv(
     strides_t = _args.normalize_tuple(strides, n, "strides")
     dilation_t = _args.normalize_tuple(dilation, n, "dilation")
     pad = _args.resolve_padding(padding, kernel.shape[:-2], dilation_t)
-    _check_implementation(implementation)
+    _args.check_implementation(implementation)
     x, kernel = _args.promote(x, kernel)
-    return _routed_depthwise(x, kernel, strides_t, pad, dilation_t, precision, implementation)
+    return _routing.depthwise(x, kernel, strides_t, pad, dilation_t, precision, implementation)
 
 
 def pointwise_conv(x: ArrayLike, kernel: ArrayLike, *, precision: Precision = None) -> jax.Array:
@@ -197,7 +123,7 @@ def pointwise_conv(x: ArrayLike, kernel: ArrayLike, *, precision: Precision = No
         raise ValueError(f"x must have a channel axis, got shape {x.shape}")
     _args.check_pointwise_kernel(kernel, x.shape[-1])
     x, kernel = _args.promote(x, kernel)
-    return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+    return _routing.pointwise(x, kernel, precision)
 
 
 def separable_conv(
@@ -239,30 +165,12 @@ def separable_conv(
     n = _args.check_input(x)
     _args.check_depthwise_kernel(dw, x.shape)
     _args.check_pointwise_kernel(pw, dw.shape[-1], what="the depthwise output")
-    _check_implementation(implementation)
-    if implementation != "xla":
-        from sepconv_jax import kernels
-
-        strides_t = _args.normalize_tuple(strides, n, "strides")
-        dilation_t = _args.normalize_tuple(dilation, n, "dilation")
-        pad = _args.resolve_padding(padding, dw.shape[:-2], dilation_t)
-        xp, dwp, pwp = _args.promote(x, dw, pw)
-        out = kernels.route_separable(
-            xp, dwp, pwp, strides_t, pad, dilation_t, precision, implementation
-        )
-        if out is not None:
-            return out
-    h = depthwise_conv(
-        x,
-        dw,
-        strides=strides,
-        padding=padding,
-        dilation=dilation,
-        precision=precision,
-        # The fused kernel was not taken: "auto" may still pick a depthwise path (CPU taps).
-        implementation="xla" if implementation == "pallas" else implementation,
-    )
-    return pointwise_conv(h, pw, precision=precision)
+    strides_t = _args.normalize_tuple(strides, n, "strides")
+    dilation_t = _args.normalize_tuple(dilation, n, "dilation")
+    pad = _args.resolve_padding(padding, dw.shape[:-2], dilation_t)
+    _args.check_implementation(implementation)
+    x, dw, pw = _args.promote(x, dw, pw)
+    return _routing.separable(x, dw, pw, strides_t, pad, dilation_t, precision, implementation)
 
 
 def separable_to_full(
@@ -287,7 +195,7 @@ def separable_to_full(
       (3, 3, 4, 5)
     """
     dw, pw = jnp.asarray(depthwise_kernel), jnp.asarray(pointwise_kernel)
-    m = _check_multiplier(channel_multiplier)
+    m = _args.positive_int(channel_multiplier, "channel_multiplier")
     _args.check_floating("depthwise kernel", dw.dtype)
     if dw.ndim < 3 or dw.shape[-2] != 1:
         raise ValueError(f"depthwise kernel must have shape (*window, 1, C*m), got {dw.shape}")
@@ -331,7 +239,7 @@ def full_to_separable(
       True
     """
     w = jnp.asarray(full_kernel)
-    m = _check_multiplier(channel_multiplier)
+    m = _args.positive_int(channel_multiplier, "channel_multiplier")
     _args.check_floating("full kernel", w.dtype)
     if w.ndim < 3:
         raise ValueError(f"full kernel must have shape (*window, C_in, C_out), got {w.shape}")
@@ -349,13 +257,3 @@ def full_to_separable(
     dw = jnp.moveaxis(d, 0, 1).reshape(*window, 1, c * m)
     pw = p.reshape(c * m, co)
     return dw, pw
-
-
-def _check_multiplier(channel_multiplier: int) -> int:
-    if (
-        isinstance(channel_multiplier, bool)
-        or not isinstance(channel_multiplier, (int, np.integer))
-        or channel_multiplier <= 0
-    ):
-        raise ValueError(f"channel_multiplier must be a positive int, got {channel_multiplier!r}")
-    return int(channel_multiplier)

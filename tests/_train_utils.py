@@ -39,6 +39,49 @@ def run_python(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
+# `python -m train` in a fresh interpreter; with STOP_AT=[epoch, index, signal] set, the process
+# sends itself that signal when the data pipeline hands out that batch (the prefetch thread runs
+# up to two batches ahead of the step).
+_CLI_SCRIPT = """
+import json, os, sys
+from train import data, main
+
+stop_at = json.loads(os.environ.get("STOP_AT", "null"))
+original = data.train_batches
+
+def train_batches(*args, epoch, start_step=0, **kwargs):
+    for i, batch in enumerate(original(*args, epoch=epoch, start_step=start_step, **kwargs), start_step):
+        if stop_at is not None and stop_at[:2] == [epoch, i]:
+            os.kill(os.getpid(), stop_at[2])
+        yield batch
+
+data.train_batches = train_batches
+sys.argv = ["train", *sys.argv[1:]]
+main.run()
+"""
+
+
+def run_cli(
+    workdir: str | pathlib.Path,
+    overrides: dict[str, object],
+    config: str = "train/configs/tiny.py",
+    stop_at: tuple[int, int, int] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m train --config=CONFIG --workdir=WORKDIR --config.KEY=VALUE...` in a subprocess.
+
+    Args:
+      workdir: the run's directory.
+      overrides: config keys and values.
+      config: the config file.
+      stop_at: `(epoch, batch index, signal number)`: the run signals itself there.
+    """
+    flags = [f"--config.{k}={v}" for k, v in overrides.items()]
+    env = {"STOP_AT": json.dumps(None if stop_at is None else [int(v) for v in stop_at])}
+    return run_python(
+        "-c", _CLI_SCRIPT, f"--config={config}", f"--workdir={workdir}", *flags, env=env
+    )
+
+
 def write_image_folder(root: pathlib.Path, counts: dict[str, int], seed: int = 0) -> None:
     """Writes `root/<split>/class<c>/<i>.png`: noise plus a class-coloured 12×12 square.
 

@@ -5,8 +5,11 @@ No timing is asserted: CI machines differ. Each script runs in a subprocess, as 
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import common, op_problems  # noqa: E402
+from _train_utils import write_image_folder  # noqa: E402
+
+from benchmarks import common, gpu_round, op_contenders  # noqa: E402
 from benchmarks import ops as ops_bench  # noqa: E402
 
 # Header cells each script's printed table must contain.
@@ -26,6 +31,7 @@ TABLE_HEADERS = {
     "ops": ("dtype", "pass", "dw:xla", "sep:xla", "full:xla"),
     "cost": ("model", "params", "XLA"),
     "train_step": ("impl", "img/s", "peak MiB"),
+    "cifar10": ("test acc.", "steady step ms", "to first step s"),
 }
 
 
@@ -42,18 +48,106 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("script", sorted(TABLE_HEADERS))
-def test_quick_mode_prints_and_writes_table(script, tmp_path):
-    out = tmp_path / "results" / f"{script}.md"
-    proc = _run(script, "--quick", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for header in TABLE_HEADERS[script]:
-        assert header in proc.stdout, (header, proc.stdout[-2000:])
-    text = out.read_text()
+def _check_table(path: Path, command: str) -> None:
+    text = path.read_text()
     assert text.startswith("# ")
-    assert f"python -m benchmarks.{script} --quick --out" in text
+    assert f"Command: `{command}" in text, text[:500]
     assert "| device |" in text
+
+
+def test_cost_quick_mode_prints_and_writes_table(tmp_path):
+    out = tmp_path / "results" / "cost.md"
+    proc = _run("cost", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for header in TABLE_HEADERS["cost"]:
+        assert header in proc.stdout, (header, proc.stdout[-2000:])
+    _check_table(out, f"python -m benchmarks.cost --quick --out {out}")
     assert "error" not in proc.stdout.lower() and "failed" not in proc.stdout.lower(), proc.stdout
+
+
+def test_gpu_round_quick_runs_every_part_and_writes_its_tables(tmp_path):
+    """`gpu_round --quick` runs ops, train_step (their own `--quick` command lines) and a tiny
+    training run on an image folder, which it first prepares with `train.prepare_data`."""
+    images, out, cache = tmp_path / "images", tmp_path / "out", tmp_path / "cache"
+    write_image_folder(images, {"train": 32, "test": 16})
+    proc = _run(
+        "gpu_round", "--quick", "--data", str(images), "--out", str(out), "--cache-dir", str(cache)
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    for script in ("ops", "train_step", "cifar10"):
+        for header in TABLE_HEADERS[script]:
+            assert header in proc.stdout, (header, proc.stdout[-3000:])
+    assert "error" not in proc.stdout.lower() and "failed" not in proc.stdout.lower(), proc.stdout
+    _check_table(out / "ops.md", f"python -m benchmarks.ops --out {out / 'ops.md'} --quick")
+    _check_table(
+        out / "train_step.md",
+        f"python -m benchmarks.train_step --out {out / 'train_step.md'} --quick",
+    )
+    _check_table(out / "cifar10.md", f"python -m train.prepare_data --source={images}")
+    cifar = (out / "cifar10.md").read_text()
+    assert "mobilenet_v1_tiny (separable)" in cifar and "| 1.00 | 2 |" in cifar, cifar
+    assert json.loads((out / "cifar10" / "results.json").read_text())["steps"] == 2
+    summary = (out / "summary.md").read_text()
+    _check_table(out / "summary.md", "python -m benchmarks.gpu_round --quick")
+    for part in ("ops", "train_step", "prepare_data", "cifar10"):
+        assert f"| {part} | `python -m " in summary and "| ok |" in summary, summary
+
+
+def test_gpu_round_bundle_without_wheels_copies_the_data_and_prints_the_command(tmp_path):
+    archive = tmp_path / "images.tar.gz"
+    archive.write_bytes(b"not really a tar: the bundle step only copies it")
+    proc = _run(
+        "gpu_round", "--bundle", str(tmp_path / "bundle"), "--no-wheels", "--data", str(archive)
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    copied = tmp_path / "bundle" / "data" / "images.tar.gz"
+    assert copied.read_bytes() == archive.read_bytes()
+    assert f"python -m benchmarks.gpu_round --data {copied}" in proc.stdout, proc.stdout
+    assert "pip install" not in proc.stdout
+
+
+class _FakeDist:
+    def __init__(self, version, requires):
+        self.version, self.requires = version, requires
+
+
+def test_requirement_closure_follows_markers_and_extras():
+    dists = {
+        "app": _FakeDist(
+            "1.0", ["lib[fast]>=2", "old; python_version < '3.9'", "tool; extra == 'dev'"]
+        ),
+        "lib": _FakeDist("2.1", ["shared", "speedup; extra == 'fast'"]),
+        "speedup": _FakeDist("0.3", ["Shared_Dep"]),
+        "shared": _FakeDist("5.0", None),
+        "shared-dep": _FakeDist("1.1", []),
+        "base": _FakeDist("9.0", ["shared"]),
+        "old": _FakeDist("0.1", []),
+        "tool": _FakeDist("0.2", []),
+    }
+
+    def distribution(name):
+        key = name.lower().replace("_", "-")
+        if key not in dists:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return dists[key]
+
+    found = gpu_round.requirement_closure(["app", "absent"], "3.11", distribution=distribution)
+    assert found == {
+        "app": "1.0",
+        "lib": "2.1",
+        "shared": "5.0",
+        "speedup": "0.3",
+        "shared-dep": "1.1",
+    }
+    old = gpu_round.requirement_closure(["app"], "3.8", distribution=distribution)
+    assert old["old"] == "0.1"
+
+
+def test_missing_packages_of_this_environment():
+    missing = gpu_round.missing_packages("3.11")
+    assert {"tensorflow-datasets", "ml-collections", "grain", "array-record"} <= set(missing)
+    assert not {"jax", "jaxlib", "flax", "numpy", "orbax-checkpoint", "pyarrow"} & set(missing)
+    assert missing["tensorflow-datasets"] == importlib.metadata.version("tensorflow-datasets")
 
 
 def test_problem_floor_bytes_closed_form():
@@ -67,9 +161,9 @@ def test_problem_floor_bytes_closed_form():
 
 
 def test_formula_flops():
-    assert op_problems.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
-    assert op_problems.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
-    assert op_problems.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
+    assert op_contenders.formula_flops("dw", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9
+    assert op_contenders.formula_flops("sep", (1, 2, 2, 3, 5)) == 2 * 4 * 3 * 9 + 2 * 4 * 3 * 5
+    assert op_contenders.formula_flops("full", (1, 2, 2, 3, 5)) == 2 * 4 * 9 * 3 * 5
 
 
 def test_parse_shapes():
@@ -117,4 +211,55 @@ def test_torch_mobilenet_v2_matches_pytorch_cifar_count():
 @pytest.mark.parametrize("op", ["dw", "sep", "full"])
 def test_library_flops_match_the_closed_form(op):
     shape = (2, 6, 5, 3, 7)
-    assert op_problems.library_fwd_flops(op, shape) == op_problems.formula_flops(op, shape)
+    assert op_contenders.library_fwd_flops(op, shape) == op_contenders.formula_flops(op, shape)
+
+
+def test_gpu_round_uses_a_prepared_data_dir_as_it_is(tmp_path):
+    prepared = tmp_path / "tfds"
+    (prepared / "cifar10" / "3.0.2").mkdir(parents=True)
+    (prepared / "cifar10" / "3.0.2" / "dataset_info.json").write_text("{}")
+    parts = gpu_round.cifar_parts(prepared, tmp_path / "out", tmp_path / "cache", False, 5, 80.0)
+    assert [p.name for p in parts] == ["cifar10"] and parts[0].limit_s == 80.0
+    assert f"--config.data_dir={prepared}" in parts[0].argv
+    images = tmp_path / "images"
+    images.mkdir()
+    prepare, run = gpu_round.cifar_parts(
+        images, tmp_path / "out", tmp_path / "cache", False, 5, 80.0
+    )
+    assert prepare.name == "prepare_data" and f"--source={images}" in prepare.argv
+    assert (
+        run.needs == "prepare_data"
+        and f"--config.data_dir={tmp_path / 'cache' / 'tfds'}" in run.argv
+    )
+
+
+def test_gpu_round_runs_parts_in_order_passing_on_time_and_stopping_overruns(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_round, "GRACE_S", 0.5)
+    part = gpu_round.Part
+    parts = [
+        part("fails", ["-c", "import sys; print('out'); sys.exit(3)"], 5.0, ""),
+        part("needs_it", ["-c", "pass"], 5.0, "", needs="fails"),
+        part("quick", ["-c", "pass"], 5.0, ""),
+        part("overruns", ["-c", "import time; time.sleep(60)"], -10.0, ""),
+    ]
+    gpu_round.run_parts(parts, dict(os.environ), tmp_path / "logs")
+    failed, skipped, quick, overran = parts
+    assert failed.rc == 3 and (tmp_path / "logs" / "fails.out").read_text() == "out\n"
+    assert skipped.rc is None and skipped.note == "not run: fails failed"
+    assert quick.rc == 0 and quick.limit_s > 5.0  # what "fails" left of its 5 s
+    assert overran.rc == -signal.SIGTERM and overran.note.startswith("stopped after")
+    assert overran.wall_s < 30
+
+
+def test_causal_quick_mode_prints_and_writes_table(tmp_path):
+    # benchmarks/causal.py: the sequence (causal 1-D depthwise conv) benchmark.
+    out = tmp_path / "results" / "causal.md"
+    proc = _run("causal", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for header in ("prefill Mtok/s", "decode µs/token", "sepconv/copy", "decode max abs err"):
+        assert header in proc.stdout, (header, proc.stdout[-2000:])
+    text = out.read_text()
+    assert text.startswith("# ") and "python -m benchmarks.causal --quick --out" in text
+    assert "| device |" in text and "state copy" in text
+    errors = [float(line.split("|")[-2]) for line in text.splitlines() if line.startswith("| 2×")]
+    assert errors and max(errors) < 1e-5, errors  # every decode step agrees with the full call

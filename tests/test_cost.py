@@ -59,6 +59,10 @@ def test_separable_full_ratio_is_exact(window, out_channels, m):
     assert Fraction(sep.macs, full.macs) == exact  # stride 1, SAME
     assert cost.separable_full_ratio(window, out_channels, m) == sep.params / full.params
     assert cost.separable_full_ratio(window, out_channels, m) == float(exact)
+    # An int window: the same size along every spatial dim, `num_spatial_dims` of them.
+    assert cost.separable_full_ratio(
+        window[0], out_channels, m, num_spatial_dims=len(window)
+    ) == float(exact)
 
 
 def test_closed_forms_by_hand():
@@ -86,6 +90,8 @@ def test_closed_forms_by_hand():
         ("REPLICATE", 6),
         (1, 6),
         ([(3, 0)], 7),
+        (("CIRCULAR", 2), 8),
+        (("REFLECT", [(0, 1)]), 5),
     ],
 )
 def test_output_size_follows_ops(padding, out):
@@ -310,7 +316,7 @@ def _elementwise_elements(jaxpr) -> int:
             total += math.prod(eqn.outvars[0].aval.shape)
         elif eqn.primitive.name.startswith("reduce_"):
             total += math.prod(eqn.invars[0].aval.shape)
-        for sub in cost.model._sub_jaxprs(eqn.params):
+        for sub in cost.traced.sub_jaxprs(eqn.params):
             total += _elementwise_elements(sub)
     return total
 
@@ -347,6 +353,7 @@ def test_nnx_twin_matches_linen():
         (lambda: cost.separable_cost((1, 8, 8, 2), 3, 4, channel_multiplier=1.5), "channel_mult"),
         (lambda: cost.separable_full_ratio((3, 3), 0), "out_channels"),
         (lambda: cost.separable_full_ratio((3, 0), 8), "window"),
+        (lambda: cost.separable_full_ratio((3, 3), 8, num_spatial_dims=1), "window"),
     ],
 )
 def test_bad_arguments_raise_naming_them(call, name):

@@ -4,7 +4,8 @@ import io
 import pathlib
 import tarfile
 
-import _train_utils  # noqa: I001 - the tests' own helper module (tests/ is on sys.path)
+import _numpy_augment  # noqa: I001 - the tests' own helper modules (tests/ is on sys.path)
+import _train_utils
 import numpy as np
 import PIL.Image
 import pytest
@@ -137,7 +138,7 @@ def _random_split(n=40, seed=0):
 
 
 def _batches(images, labels, **kwargs):
-    kwargs = dict(dict(batch_size=8, seed=3, epoch=1, augment=True, num_devices=2), **kwargs)
+    kwargs = dict(dict(batch_size=8, seed=3, epoch=1, num_devices=2), **kwargs)
     return list(data.train_batches(images, labels, **kwargs))
 
 
@@ -146,7 +147,7 @@ def test_train_batches_are_deterministic_resumable_and_differ_by_epoch():
     first = _batches(images, labels)
     assert len(first) == 40 // 8
     for b in first:
-        assert b["image"].dtype == np.float32 and b["image"].shape == (8, 32, 32, 3)
+        assert b["image"].dtype == np.uint8 and b["image"].shape == (8, 32, 32, 3)
         assert b["label"].dtype == np.int32 and b["label"].shape == (8,)
     again = _batches(images, labels)
     resumed = _batches(images, labels, start_step=3)
@@ -159,40 +160,44 @@ def test_train_batches_are_deterministic_resumable_and_differ_by_epoch():
     assert not np.array_equal(first[0]["label"], other[0]["label"]) or not np.array_equal(
         first[0]["image"], other[0]["image"]
     )
-    # Every example once per epoch.
-    plain = _batches(images, labels, augment=False, batch_size=40)
-    assert sorted(plain[0]["label"].tolist()) == sorted(labels.tolist())
+    # Every example once per epoch, as stored (the device step augments).
+    ids = np.arange(40, dtype=np.int32)  # labels naming the source image
+    whole = _batches(images, ids, batch_size=40)[0]
+    np.testing.assert_array_equal(whole["image"], images[whole["label"]])
+    assert sorted(whole["label"].tolist()) == ids.tolist()
     with pytest.raises(ValueError, match="batch_size must be a positive multiple of num_devices"):
         _batches(images, labels, batch_size=9)
     with pytest.raises(ValueError, match="start_step"):
         _batches(images, labels, start_step=6)
 
 
-def test_augmentation_is_a_padded_crop_or_its_mirror():
-    images, labels = _random_split(n=64, seed=1)
-    labels = np.arange(64, dtype=np.int32)  # labels identify the source image
+def test_device_augmentation_is_a_padded_crop_or_its_mirror():
+    """Independent of the reference: each output image is found among the 81 × 2 candidates."""
+    import jax
+
+    from train import augment
+
+    images, _ = _random_split(n=64, seed=1)
+    out = np.asarray(augment.augment(images, jax.random.PRNGKey(5)))
     mean, std = np.asarray(data.MEAN), np.asarray(data.STD)
+    pixels = np.rint((out * std + mean) * 255.0).astype(np.int64)
     flips = 0
-    for batch in _batches(images, labels, batch_size=64, num_devices=1):
-        pixels = np.rint((batch["image"] * std + mean) * 255.0).astype(np.int64)
-        for out, index in zip(pixels, batch["label"], strict=True):
-            padded = np.pad(images[index].astype(np.int64), ((4, 4), (4, 4), (0, 0)))
-            matches = [
-                (dy, dx, f)
-                for dy in range(9)
-                for dx in range(9)
-                for f in (False, True)
-                if np.array_equal(
-                    out,
-                    (
-                        padded[dy : dy + 32, dx : dx + 32][:, ::-1]
-                        if f
-                        else padded[dy : dy + 32, dx : dx + 32]
-                    ),
-                )
-            ]
-            assert matches, f"example {index} is not a crop of its padded image"
-            flips += matches[0][2]
+    for index, got in enumerate(pixels):
+        padded = np.pad(images[index].astype(np.int64), ((4, 4), (4, 4), (0, 0)))
+        matches = [
+            (dy, dx, f)
+            for dy in range(9)
+            for dx in range(9)
+            for f in (False, True)
+            if np.array_equal(
+                got,
+                padded[dy : dy + 32, dx : dx + 32][:, ::-1]
+                if f
+                else padded[dy : dy + 32, dx : dx + 32],
+            )
+        ]
+        assert matches, f"example {index} is not a crop of its padded image"
+        flips += matches[0][2]
     assert 10 < flips < 54  # about half flipped
 
 
@@ -202,41 +207,20 @@ def test_eval_batches_cover_each_example_once_with_a_mask():
     assert len(batches) == 3
     for b in batches:
         assert b["image"].shape == (16, 32, 32, 3) and b["mask"].shape == (16,)
+        assert b["image"].dtype == np.uint8
         assert b["mask"].dtype == np.float32 and b["label"].dtype == np.int32
     mask = np.concatenate([b["mask"] for b in batches])
     np.testing.assert_array_equal(mask, np.r_[np.ones(37), np.zeros(11)])
-    got = np.concatenate([b["image"] for b in batches])[:37]
-    np.testing.assert_allclose(got, data.normalize(images), rtol=0, atol=0)
+    np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches])[:37], images)
+    assert not batches[-1]["image"][5:].any()
     np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches])[:37], labels)
     with pytest.raises(ValueError, match="batch_size"):
         list(data.eval_batches(images, labels, batch_size=15, num_devices=2))
 
 
-def test_on_device_batches_are_the_raw_uint8_of_the_same_order():
-    """`on_device=True`: the host path's permutation, raw uint8, resumable; eval uint8 too."""
-    images, labels = _random_split()
-    raw = _batches(images, labels, augment=False, on_device=True)
-    host = _batches(images, labels, augment=False)
-    assert len(raw) == len(host) == 5
-    for r, h in zip(raw, host, strict=True):
-        assert r["image"].dtype == np.uint8 and r["image"].shape == (8, 32, 32, 3)
-        assert r["label"].dtype == np.int32
-        np.testing.assert_array_equal(r["label"], h["label"])
-        np.testing.assert_array_equal(data.normalize(r["image"]), h["image"])
-    resumed = _batches(images, labels, augment=False, on_device=True, start_step=2)
-    for a, b in zip(raw[2:], resumed, strict=True):
-        np.testing.assert_array_equal(a["image"], b["image"])
-    with pytest.raises(ValueError, match="augment=True with on_device=True"):
-        _batches(images, labels, augment=True, on_device=True)
-    batches = list(data.eval_batches(images, labels, batch_size=16, num_devices=2, on_device=True))
-    assert all(b["image"].dtype == np.uint8 for b in batches)
-    np.testing.assert_array_equal(np.concatenate([b["image"] for b in batches])[:40], images)
-    assert not batches[-1]["image"][8:].any()
-
-
 def test_device_crop_flip_and_normalize_equal_the_numpy_reference():
-    """Given the same offsets and flips, `augment.crop_flip` is `data.crop_flip` pixel for pixel
-    (every offset and both flips occur); `augment.normalize` matches `data.normalize` to 1 ulp-ish
+    """Given the same offsets and flips, `augment.crop_flip` is the NumPy reference's pixel for
+    pixel (every offset and both flips occur); `augment.normalize` matches it to 1 ulp-ish
     (float32: XLA may fuse the multiply-add; atol 1e-6 on values within ±3).
     """
     import jax.numpy as jnp
@@ -249,12 +233,15 @@ def test_device_crop_flip_and_normalize_equal_the_numpy_reference():
     grid = np.stack(np.meshgrid(np.arange(9), np.arange(9), indexing="ij"), -1).reshape(81, 2)
     offsets = np.concatenate([grid, grid]).astype(np.int32)
     flips = np.arange(n) >= 81
-    want = data.crop_flip(images, offsets, flips)
+    want = _numpy_augment.crop_flip(images, offsets, flips)
     got = augment.crop_flip(jnp.asarray(images), jnp.asarray(offsets), jnp.asarray(flips))
     assert got.dtype == jnp.uint8
     np.testing.assert_array_equal(np.asarray(got), want)
     np.testing.assert_allclose(
-        np.asarray(augment.normalize(jnp.asarray(want))), data.normalize(want), rtol=0, atol=1e-6
+        np.asarray(augment.normalize(jnp.asarray(want))),
+        _numpy_augment.normalize(want),
+        rtol=0,
+        atol=1e-6,
     )
 
 
@@ -279,7 +266,9 @@ def test_device_augment_depends_on_key_and_global_index_only():
     assert not np.asarray(none).any()
     # Each output is its image's padded crop, mirrored or not (the numpy reference's semantics).
     offsets, flips = augment.random_crop_flip_params(key, 64)
-    want = data.normalize(data.crop_flip(np.asarray(images), np.asarray(offsets), flips))
+    want = _numpy_augment.normalize(
+        _numpy_augment.crop_flip(np.asarray(images), np.asarray(offsets), flips)
+    )
     np.testing.assert_allclose(whole, want, rtol=0, atol=1e-6)
     with pytest.raises(TypeError, match="uint8"):
         augment.augment(images.astype(jnp.float32), key)

@@ -8,6 +8,8 @@ Tolerances (‖out − ref‖ / ‖ref‖): float32 1e-5 (exact FMAs, fp32 dot a
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,9 +19,8 @@ from flax import nnx
 from jax import lax
 
 import sepconv_jax as sj
-from sepconv_jax import _args, conv_general
+from sepconv_jax import _args, _auto_routes, _routing, conv_general
 from sepconv_jax.fused import fused_separable_conv
-from sepconv_jax.kernels import config
 
 HI = lax.Precision.HIGHEST
 TOL = {"float32": 1e-5, "bfloat16": 2e-2}
@@ -127,6 +128,44 @@ def test_gradients_match_xla(dtype):
         assert _rel(a, b) < TOL[dtype]
 
 
+_OPS = {
+    "depthwise": lambda x, dw, pw, e, **kw: sj.depthwise_conv(x, dw, **kw),
+    "separable": lambda x, dw, pw, e, **kw: sj.separable_conv(x, dw, pw, **kw),
+    "fused": lambda x, dw, pw, e, **kw: fused_separable_conv(
+        x, dw, pw, activation="relu", **e, **kw
+    ),
+}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _value_and_grad(op, impl, x, *rest):
+    """`op(x, ...)` (3×3, stride 1, padding 1) and the gradient of `sum(sin(y))` by `x`."""
+    kw = dict(implementation=impl, strides=1, padding=1, precision=HI)
+    y, vjp = jax.vjp(lambda x: _OPS[op](x, *rest, **kw), x)
+    return y, vjp(jnp.cos(y))[0]
+
+
+@functools.cache
+def _x64_case(op):
+    """Float32 inputs and the float64 XLA reference of `_value_and_grad` (under x64)."""
+    with jax.enable_x64(True):
+        args = _inputs(60, c=8, co=8, hw=(5, 5))
+        args64 = jax.tree.map(lambda a: a.astype(jnp.float64), args)
+        return args, jax.device_get(_value_and_grad(op, "xla", *args64))
+
+
+@pytest.mark.parametrize("implementation", ["xla", "taps", "pallas", "auto"])
+@pytest.mark.parametrize("op", list(_OPS))
+def test_float32_under_x64(op, implementation):
+    """With `jax_enable_x64` on, float32 inputs stay float32 on every path (the Pallas kernels'
+    int32 index arithmetic included), value and input gradient equal to a float64 reference."""
+    args, (ref, g_ref) = _x64_case(op)
+    with jax.enable_x64(True):
+        y, g = _value_and_grad(op, implementation, *args)
+    assert y.dtype == g.dtype == jnp.float32 and y.shape == ref.shape
+    assert _rel(y, ref) < TOL["float32"] and _rel(g, g_ref) < TOL["float32"]
+
+
 def test_auto_on_cpu_is_xla():
     x, dw, pw, extras = _inputs(9)
     assert jax.default_backend() == "cpu"
@@ -136,22 +175,32 @@ def test_auto_on_cpu_is_xla():
         lambda: fused_separable_conv(x, dw, pw, activation="relu", **extras),
     ):
         assert "pallas_call" not in str(jax.make_jaxpr(f)())
-    out = sj.depthwise_conv(x, dw, precision=HI)  # CPU: the sum over taps (ops._depthwise_taps)
+    out = sj.depthwise_conv(x, dw, precision=HI)  # CPU: the sum over taps (_depthwise_taps)
     ref = sj.depthwise_conv(x, dw, precision=HI, implementation="xla")
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(ref))))
 
 
-def test_auto_table_is_explicit(monkeypatch):
-    pad = _args.Padding("SAME", None, None)
-    g = config.geometry((256, 8, 8, 512), (3, 3), (1, 1), pad)
-    assert not config.auto_takes_depthwise(g, jnp.bfloat16)  # no row has won twice yet
-    monkeypatch.setitem(
-        config.DEPTHWISE_MEASURED_FASTER, (8, 8, 512, 3, 3, 1, 1, 1, 1, "bfloat16"), (0.04, 0.05)
+def test_auto_routes_by_backend_and_shape(monkeypatch):
+    x = jnp.zeros((256, 8, 8, 512), jnp.bfloat16)
+    pad, one = _args.Padding("SAME", None, None), (1, 1)
+
+    def path(x, implementation="auto"):
+        dw = jnp.zeros((3, 3, 1, 512), x.dtype)
+        return _routing.depthwise_path(x, dw, one, pad, one, implementation)
+
+    assert path(x) == "taps"  # the CPU row
+    with sj.ops.grouped_conv_only():
+        assert path(x) == "xla"
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert path(x) == "xla"  # no GPU row: no kernel has won twice yet
+    row = _auto_routes.AutoRoute(
+        "gpu", "depthwise", "pallas", frozenset({(8, 8, 512, 3, 3, 1, 1, 1, 1, "bfloat16")}), 128
     )
-    assert config.auto_takes_depthwise(g, jnp.bfloat16)
-    assert not config.auto_takes_depthwise(g, jnp.float32)
-    assert not config.auto_takes_depthwise(g._replace(n=8), jnp.bfloat16)
-    assert not config.auto_takes_fused(g, 512, jnp.bfloat16)
+    monkeypatch.setattr(_auto_routes, "AUTO_ROUTES", (*_auto_routes.AUTO_ROUTES, row))
+    assert path(x) == "pallas"
+    assert path(x.astype(jnp.float32)) == "xla"  # another shape key
+    assert path(x[:8]) == "xla"  # below min_batch
+    assert path(x, "taps") == "taps"
 
 
 @pytest.mark.parametrize(
@@ -227,6 +276,59 @@ def test_conv_general_dilated_drop_in_linen():
     p = dense.init(jax.random.key(5), x)
     jaxpr = str(jax.make_jaxpr(lambda x: dense.apply(p, x))(x))
     assert "pallas_call" not in jaxpr and "conv_general_dilated" in jaxpr
+
+
+@pytest.mark.parametrize(
+    "shape,kernel_size,kwargs",
+    [  # (x shape, window, nn.Conv arguments): every rank, Flax's padding modes, strides, dilation
+        ((2, 16, 8), (5,), dict(padding="CAUSAL")),
+        ((2, 13, 4), (3,), dict(padding="CIRCULAR", strides=2, kernel_dilation=2, m=3)),
+        ((1, 6, 5, 7, 4), (3, 3, 3), dict(padding="SAME", strides=(2, 1, 2), m=2)),
+        (
+            (1, 5, 6, 4, 3),
+            (2, 3, 1),
+            dict(padding=((1, 0), (0, 2), (1, 1)), kernel_dilation=(2, 1, 1)),
+        ),
+    ],
+)
+def test_conv_general_dilated_drop_in_routes_1d_and_3d(shape, kernel_size, kwargs):
+    """`nn.Conv`'s 1-D and 3-D depthwise convs take the sum over taps under `auto` on the CPU
+    backend (no grouped conv left), equal to stock `nn.Conv` (`lax`) in float64."""
+    kwargs = dict(kwargs)
+    c, m = shape[-1], kwargs.pop("m", 1)
+    conv_args = dict(features=c * m, kernel_size=kernel_size, feature_group_count=c, **kwargs)
+    rng = np.random.default_rng(sum(shape))  # NumPy: no compile per shape
+
+    def normal(*s):
+        return jnp.asarray(rng.standard_normal(s), jnp.float32)
+
+    x = normal(*shape)
+    params = {"params": {"kernel": normal(*kernel_size, 1, c * m), "bias": normal(c * m)}}
+    ours = nn.Conv(**conv_args, conv_general_dilated=conv_general.conv_general_dilated)
+    out = jax.jit(ours.apply)(params, x)
+    jaxpr = str(jax.make_jaxpr(ours.apply)(params, x))
+    assert "conv_general_dilated" not in jaxpr and "pallas_call" not in jaxpr
+    with jax.enable_x64(True):
+        to64 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float64))
+        ref = nn.Conv(**conv_args).apply(to64(params), to64(x))
+        assert ref.dtype == jnp.float64
+    assert out.shape == ref.shape and out.dtype == jnp.float32
+    assert _rel(out, ref) < TOL["float32"]
+
+
+def test_conv_general_dilated_drop_in_leaves_other_layouts_to_lax():
+    """Channels-first depthwise convs go to `lax` unchanged; a bad call raises `lax`'s error."""
+    x, k = jnp.ones((2, 4, 9)), jnp.ones((4, 1, 3))  # NCW / OIW
+    ncw = dict(dimension_numbers=("NCW", "OIW", "NCW"), feature_group_count=4)
+    jaxpr = jax.make_jaxpr(
+        lambda x, k: conv_general.conv_general_dilated(x, k, (1,), "SAME", **ncw)
+    )
+    assert "conv_general_dilated" in str(jaxpr(x, k))
+    nwc = dict(dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=4)
+    x, k = jnp.ones((2, 9, 4)), jnp.ones((3, 1, 4))
+    for call in (conv_general.conv_general_dilated, lax.conv_general_dilated):
+        with pytest.raises(ValueError, match="window_strides"):
+            call(x, k, (1, 1), "SAME", **nwc)  # two strides for one spatial dim
 
 
 def test_conv_general_dilated_drop_in_nnx():

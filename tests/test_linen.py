@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 
+import _modules as M  # noqa: I001 - the tests' shared helpers
 import chex
 import flax.linen as nn
 import jax
@@ -13,34 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from jax import lax
 
 from sepconv_jax import linen as sl
 from sepconv_jax import ops
 
-HIGHEST = lax.Precision.HIGHEST
-# The module and the op run the same XLA computation: equal up to float32 rounding.
-SAME_OP_TOL = dict(atol=1e-6, rtol=1e-6)
-# Different but exact-in-maths computations (full conv vs separable, BN by hand), float32.
-F32_TOL = dict(atol=1e-5, rtol=1e-5)
-EPS = 1e-5  # the blocks' default BatchNorm epsilon
 BLOCKS = (sl.SeparableBlock, sl.InvertedResidual)
-
-_seed = itertools.count(2000)
-
-
-def _key() -> jax.Array:
-    """A fresh key per call. RBG keys: threefry's XLA:CPU compile is ~0.5 s per new shape."""
-    return jax.random.key(next(_seed), impl="rbg")
-
-
-def _normal(shape, dtype=jnp.float32) -> jax.Array:
-    """Fresh standard-normal values (drawn by NumPy: nothing to compile)."""
-    return jnp.asarray(np.random.default_rng(next(_seed)).standard_normal(shape), dtype)
-
-
-def _shapes(tree) -> dict:
-    return jax.tree.map(lambda a: a.shape, tree)
+_key, _normal, _shapes, _channels = M.key, M.normal, M.shapes, M.channels
+_spatial_out, _grid = M.spatial_out, M.conv_grid
 
 
 def _variables(module: nn.Module, x: jax.Array, **kwargs) -> dict:
@@ -49,36 +28,13 @@ def _variables(module: nn.Module, x: jax.Array, **kwargs) -> dict:
     The structure comes from `jax.eval_shape(module.init, ...)`, the values from NumPy: no
     random-number kernels to compile (XLA:CPU takes ~0.5 s per new shape for those).
     """
-
-    def fill(path, a):
-        v = _normal(a.shape, a.dtype)
-        return jnp.abs(v) + jnp.asarray(0.5, a.dtype) if path[-1].key == "var" else v
-
     abstract = jax.eval_shape(functools.partial(module.init, **kwargs), _key(), x)
-    return jax.tree_util.tree_map_with_path(fill, abstract)
-
-
-def _channels(v: jax.Array, ndim: int) -> jax.Array:
-    """A per-channel vector `(C,)` reshaped to broadcast against a rank-`ndim` array."""
-    return v.reshape((1,) * (ndim - 1) + v.shape)
+    return jax.tree_util.tree_map_with_path(M.fill, abstract)
 
 
 def _bn_eval(h, stats, params):
     """BatchNorm with running statistics, by hand."""
-    mean, var = _channels(stats["mean"], h.ndim), _channels(stats["var"], h.ndim)
-    scale, bias = _channels(params["scale"], h.ndim), _channels(params["bias"], h.ndim)
-    return (h - mean) / jnp.sqrt(var + EPS) * scale + bias
-
-
-def _spatial_out(size: int, stride: int) -> int:
-    return -(-size // stride)  # SAME padding
-
-
-def _grid():
-    return [
-        dict(nd=nd, strides=s, m=m, use_bias=b)
-        for nd, s, m, b in itertools.product((1, 2, 3), (1, 2), (1, 2), (False, True))
-    ]
+    return M.bn_by_hand(h, stats["mean"], stats["var"], params["scale"], params["bias"])
 
 
 class ConvLayerTest(parameterized.TestCase):
@@ -98,7 +54,7 @@ class ConvLayerTest(parameterized.TestCase):
         ref = ops.depthwise_conv(x, p["depthwise_kernel"], strides=strides)
         if use_bias:
             ref = ref + _channels(p["bias"], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
 
     def test_depthwise_kernel_size_forms(self):
         abstract = jax.eval_shape(sl.DepthwiseConv((3, 1)).init, _key(), _normal((1, 5, 6, 2)))
@@ -107,42 +63,35 @@ class ConvLayerTest(parameterized.TestCase):
         abstract = jax.eval_shape(sl.DepthwiseConv(3).init, _key(), x)
         chex.assert_shape(abstract["params"]["depthwise_kernel"], (3, 3, 3, 1, 2))
 
-    @parameterized.parameters(
-        dict(shape=(2, 7, 3), use_bias=True),
-        dict(shape=(2, 4, 5, 3), use_bias=False),
-        dict(shape=(2, 2, 3, 4, 3), use_bias=True),
-    )
+    @parameterized.parameters(*M.POINTWISE_CASES)
     def test_pointwise_matches_op_and_dense(self, shape, use_bias):
         x = _normal(shape)
-        layer = sl.PointwiseConv(5, use_bias=use_bias, precision=HIGHEST)
+        layer = sl.PointwiseConv(5, use_bias=use_bias, precision=M.HIGHEST)
         variables = _variables(layer, x)
         p = variables["params"]
         expected = {"pointwise_kernel": (3, 5), **({"bias": (5,)} if use_bias else {})}
         self.assertEqual(_shapes(p), expected)
         y = layer.apply(variables, x)
         chex.assert_shape(y, (*shape[:-1], 5))
-        ref = ops.pointwise_conv(x, p["pointwise_kernel"], precision=HIGHEST)
+        ref = ops.pointwise_conv(x, p["pointwise_kernel"], precision=M.HIGHEST)
         if use_bias:
             ref = ref + _channels(p["bias"], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
         dense = {"kernel": p["pointwise_kernel"], **({"bias": p["bias"]} if use_bias else {})}
-        y_dense = nn.Dense(5, use_bias=use_bias, precision=HIGHEST).apply({"params": dense}, x)
-        chex.assert_trees_all_close(y, y_dense, **F32_TOL)
+        y_dense = nn.Dense(5, use_bias=use_bias, precision=M.HIGHEST).apply({"params": dense}, x)
+        chex.assert_trees_all_close(y, y_dense, **M.F32_TOL)
 
     @parameterized.parameters(*_grid())
     def test_separable_matches_op_and_full_conv(self, nd, strides, m, use_bias):
-        c, size, features = 3, 6, 4
-        x = _normal((2, *(size,) * nd, c))
-        padding, dilation = ("VALID", 1) if nd == 1 else ("SAME", 2 if nd == 2 else 1)
+        c, features = 3, 4
+        x, geometry = _normal((2, *(6,) * nd, c)), M.separable_geometry(nd, strides)
         layer = sl.SeparableConv(
             features,
             3,
             channel_multiplier=m,
-            strides=strides,
-            padding=padding,
-            dilation=dilation,
             use_bias=use_bias,
-            precision=HIGHEST,
+            **geometry,
+            precision=M.HIGHEST,
         )
         variables = _variables(layer, x)
         p = variables["params"]
@@ -153,28 +102,21 @@ class ConvLayerTest(parameterized.TestCase):
         }
         self.assertEqual(_shapes(p), expected)
         y = layer.apply(variables, x)
-        out = _spatial_out(size, strides) if padding == "SAME" else (size - 3) // strides + 1
+        out = M.separable_out(6, geometry)
         chex.assert_shape(y, (2, *(out,) * nd, features))
         dw, pw = p["depthwise_kernel"], p["pointwise_kernel"]
-        ref = ops.separable_conv(
-            x, dw, pw, strides=strides, padding=padding, dilation=dilation, precision=HIGHEST
-        )
-        if use_bias:
-            ref = ref + _channels(p["bias"], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        bias = p["bias"] if use_bias else None
+        ref = M.separable_op(x, dw, pw, bias, **geometry)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
         full = {"kernel": ops.separable_to_full(dw, pw, m)}
         if use_bias:
             full["bias"] = p["bias"]
         conv = nn.Conv(
             features,
             (3,) * nd,
-            strides=strides,
-            padding=padding,
-            kernel_dilation=dilation,
-            use_bias=use_bias,
-            precision=HIGHEST,
+            **M.flax_conv_args(geometry, use_bias),
         )
-        chex.assert_trees_all_close(y, conv.apply({"params": full}, x), **F32_TOL)
+        chex.assert_trees_all_close(y, conv.apply({"params": full}, x), **M.F32_TOL)
 
     def test_default_init_variances(self):
         # He normal with fan_in = prod(window) for the depthwise kernel; LeCun for pointwise.
@@ -187,12 +129,7 @@ class ConvLayerTest(parameterized.TestCase):
 
 
 class SeparableBlockTest(parameterized.TestCase):
-    @parameterized.parameters(
-        dict(nd=2, strides=1, m=1),
-        dict(nd=2, strides=2, m=2),
-        dict(nd=1, strides=2, m=1),
-        dict(nd=3, strides=1, m=2),
-    )
+    @parameterized.parameters(*M.SEPARABLE_BLOCK_CASES)
     def test_names_and_shapes(self, nd, strides, m):
         c, f = 3, 5
         x = _normal((2, *(4,) * nd, c))
@@ -237,18 +174,20 @@ class SeparableBlockTest(parameterized.TestCase):
 
     def test_eval_matches_ops(self):
         x = _normal((2, 5, 5, 3))
-        block = sl.SeparableBlock(4, strides=2, channel_multiplier=2, precision=HIGHEST)
+        block = sl.SeparableBlock(4, strides=2, channel_multiplier=2, precision=M.HIGHEST)
         v = _variables(block, x, train=False)
         p, s = v["params"], v["batch_stats"]
-        h = ops.depthwise_conv(x, p["depthwise"]["depthwise_kernel"], strides=2, precision=HIGHEST)
+        h = ops.depthwise_conv(
+            x, p["depthwise"]["depthwise_kernel"], strides=2, precision=M.HIGHEST
+        )
         h = nn.relu(_bn_eval(h, s["depthwise_norm"], p["depthwise_norm"]))
-        h = ops.pointwise_conv(h, p["pointwise"]["pointwise_kernel"], precision=HIGHEST)
+        h = ops.pointwise_conv(h, p["pointwise"]["pointwise_kernel"], precision=M.HIGHEST)
         ref = nn.relu(_bn_eval(h, s["pointwise_norm"], p["pointwise_norm"]))
-        chex.assert_trees_all_close(block.apply(v, x, train=False), ref, **F32_TOL)
+        chex.assert_trees_all_close(block.apply(v, x, train=False), ref, **M.F32_TOL)
 
     def test_batch_norm_train_normalises_and_updates_with_momentum(self):
         x = _normal((4, 6, 6, 3))
-        block = sl.SeparableBlock(5, act=None, precision=HIGHEST)
+        block = sl.SeparableBlock(5, act=None, precision=M.HIGHEST)
         v = _variables(block, x, train=False)
         v["params"]["depthwise_norm"] = {"scale": jnp.ones(3), "bias": jnp.zeros(3)}
         v["params"]["pointwise_norm"] = {"scale": jnp.ones(5), "bias": jnp.zeros(5)}
@@ -264,12 +203,12 @@ class SeparableBlockTest(parameterized.TestCase):
             old, new = v["batch_stats"][norm], state["batch_stats"][norm]
             expected_mean = 0.9 * old["mean"] + 0.1 * jnp.mean(h, axis=(0, 1, 2))
             expected_var = 0.9 * old["var"] + 0.1 * jnp.var(h, axis=(0, 1, 2))
-            chex.assert_trees_all_close(new["mean"], expected_mean, **F32_TOL)
-            chex.assert_trees_all_close(new["var"], expected_var, **F32_TOL)
+            chex.assert_trees_all_close(new["mean"], expected_mean, **M.F32_TOL)
+            chex.assert_trees_all_close(new["var"], expected_var, **M.F32_TOL)
 
     def test_batch_norm_eval_uses_running_averages(self):
         x = _normal((2, 5, 5, 3))
-        block = sl.SeparableBlock(4, act=None, precision=HIGHEST)
+        block = sl.SeparableBlock(4, act=None, precision=M.HIGHEST)
         v = _variables(block, x, train=False)
         y, state = block.apply(
             v, x, train=False, mutable=["batch_stats", "intermediates"], capture_intermediates=True
@@ -277,8 +216,8 @@ class SeparableBlockTest(parameterized.TestCase):
         chex.assert_trees_all_equal(state["batch_stats"], v["batch_stats"])
         h = state["intermediates"]["pointwise"]["__call__"][0]
         ref = _bn_eval(h, v["batch_stats"]["pointwise_norm"], v["params"]["pointwise_norm"])
-        chex.assert_trees_all_close(y, ref, **F32_TOL)
-        chex.assert_trees_all_close(block.apply(v, x, train=False), y, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y, ref, **M.F32_TOL)
+        chex.assert_trees_all_close(block.apply(v, x, train=False), y, **M.SAME_OP_TOL)
 
     def test_axis_name_gives_cross_device_statistics(self):
         x = _normal((8, 4, 4, 3))
@@ -292,8 +231,8 @@ class SeparableBlockTest(parameterized.TestCase):
             )
         )
         ys, ss = apply(x.reshape(2, 4, 4, 4, 3))
-        chex.assert_trees_all_close(ys.reshape(y.shape), y, **F32_TOL)
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], ss), s, **F32_TOL)
+        chex.assert_trees_all_close(ys.reshape(y.shape), y, **M.F32_TOL)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], ss), s, **M.F32_TOL)
 
     def test_jit_and_real_init(self):
         x = _normal((2, 4, 4, 3))
@@ -302,18 +241,11 @@ class SeparableBlockTest(parameterized.TestCase):
         apply = jax.jit(block.apply, static_argnames=("train", "mutable"))
         y, s = apply(v, x, train=True, mutable=("batch_stats",))
         y_ref, s_ref = block.apply(v, x, train=True, mutable=["batch_stats"])
-        chex.assert_trees_all_close((y, s), (y_ref, s_ref), **F32_TOL)
+        chex.assert_trees_all_close((y, s), (y_ref, s_ref), **M.F32_TOL)
 
 
 class InvertedResidualTest(parameterized.TestCase):
-    @parameterized.parameters(
-        dict(c=4, f=4, strides=1, expansion=6, residual=True),
-        dict(c=4, f=8, strides=1, expansion=6, residual=False),
-        dict(c=4, f=4, strides=2, expansion=6, residual=False),
-        dict(c=4, f=4, strides=1, expansion=1, residual=True),
-        dict(c=4, f=6, strides=2, expansion=1, residual=False),
-        dict(c=3, f=3, strides=1, expansion=2, residual=True, nd=1),
-    )
+    @parameterized.parameters(*M.INVERTED_RESIDUAL_CASES)
     def test_structure_and_residual(self, c, f, strides, expansion, residual, nd=2):
         x = _normal((2, *(4,) * nd, c))
         block = sl.InvertedResidual(f, expansion=expansion, strides=strides)
@@ -339,19 +271,19 @@ class InvertedResidualTest(parameterized.TestCase):
 
     def test_eval_matches_ops(self):
         x = _normal((2, 5, 5, 4))
-        block = sl.InvertedResidual(4, expansion=3, precision=HIGHEST)
+        block = sl.InvertedResidual(4, expansion=3, precision=M.HIGHEST)
         v = _variables(block, x, train=False)
         p, s = v["params"], v["batch_stats"]
 
         def conv_bn(h, conv, norm):
-            h = ops.pointwise_conv(h, p[conv]["pointwise_kernel"], precision=HIGHEST)
+            h = ops.pointwise_conv(h, p[conv]["pointwise_kernel"], precision=M.HIGHEST)
             return _bn_eval(h, s[norm], p[norm])
 
         h = nn.relu6(conv_bn(x, "expand", "expand_norm"))
-        h = ops.depthwise_conv(h, p["depthwise"]["depthwise_kernel"], precision=HIGHEST)
+        h = ops.depthwise_conv(h, p["depthwise"]["depthwise_kernel"], precision=M.HIGHEST)
         h = nn.relu6(_bn_eval(h, s["depthwise_norm"], p["depthwise_norm"]))
         ref = conv_bn(h, "project", "project_norm") + x
-        chex.assert_trees_all_close(block.apply(v, x, train=False), ref, **F32_TOL)
+        chex.assert_trees_all_close(block.apply(v, x, train=False), ref, **M.F32_TOL)
 
 
 class DtypeTest(parameterized.TestCase):

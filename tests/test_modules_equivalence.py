@@ -75,7 +75,14 @@ LAYERS = {
     "depthwise_2d_m2_s2_reflect": (
         (2, 6, 6, 3),
         sl.DepthwiseConv((3, 2), 2, strides=2, padding="REFLECT"),
-        lambda r: sn.DepthwiseConv(3, (3, 2), 2, strides=2, padding="REFLECT", rngs=r),
+        lambda r: sn.DepthwiseConv(
+            3, (3, 2), channel_multiplier=2, strides=2, padding="REFLECT", rngs=r
+        ),
+    ),
+    "depthwise_2d_reflect_amount": (  # torch's Conv2d(k=5, padding=1, padding_mode="reflect")
+        (2, 7, 6, 3),
+        sl.DepthwiseConv(5, padding=("REFLECT", 1)),
+        lambda r: sn.DepthwiseConv(3, 5, padding=("REFLECT", [1, (1, 1)]), rngs=r),
     ),
     "depthwise_3d_dilated": (
         (1, 5, 5, 5, 2),
@@ -91,7 +98,7 @@ LAYERS = {
     "separable_2d_m2_s2": (
         (2, 6, 6, 3),
         sl.SeparableConv(4, 3, 2, strides=2),
-        lambda r: sn.SeparableConv(3, 4, 3, 2, strides=2, rngs=r),
+        lambda r: sn.SeparableConv(3, 4, 3, channel_multiplier=2, strides=2, rngs=r),
     ),
     "separable_1d_valid_no_bias": (
         (2, 8, 3),

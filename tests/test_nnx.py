@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 
+import _modules as M  # noqa: I001 - the tests' shared helpers
 import chex
 import jax
 import jax.numpy as jnp
@@ -13,29 +13,17 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 from flax import nnx
-from jax import lax
 
 from sepconv_jax import nnx as sn
 from sepconv_jax import ops
 
-HIGHEST = lax.Precision.HIGHEST
-# The module and the op run the same XLA computation: equal up to float32 rounding.
-SAME_OP_TOL = dict(atol=1e-6, rtol=1e-6)
-# Different but exact-in-maths computations (full conv vs separable, BN by hand), float32.
-F32_TOL = dict(atol=1e-5, rtol=1e-5)
-EPS = 1e-5  # the blocks' default BatchNorm epsilon
-
-_seed = itertools.count(3000)
+_normal, _shapes, _channels = M.normal, M.shapes, M.channels
+_spatial_out, _grid = M.spatial_out, M.conv_grid
 
 
 def _rngs() -> nnx.Rngs:
-    """Fresh rngs. RBG keys: threefry's XLA:CPU compile is ~0.5 s per new shape."""
-    return nnx.Rngs(jax.random.key(next(_seed), impl="rbg"))
-
-
-def _normal(shape, dtype=jnp.float32) -> jax.Array:
-    """Fresh standard-normal values (drawn by NumPy: nothing to compile)."""
-    return jnp.asarray(np.random.default_rng(next(_seed)).standard_normal(shape), dtype)
+    """Fresh rngs (RBG keys, as `_modules.key`)."""
+    return nnx.Rngs(M.key())
 
 
 def _build(make: Callable[[nnx.Rngs], nnx.Module]) -> nnx.Module:
@@ -46,12 +34,7 @@ def _build(make: Callable[[nnx.Rngs], nnx.Module]) -> nnx.Module:
     """
     graphdef, state = nnx.split(nnx.eval_shape(lambda: make(_rngs())))
     pure = nnx.to_pure_dict(state)
-
-    def fill(path, a):
-        v = _normal(a.shape, a.dtype)
-        return jnp.abs(v) + jnp.asarray(0.5, a.dtype) if path[-1].key == "var" else v
-
-    nnx.replace_by_pure_dict(state, jax.tree_util.tree_map_with_path(fill, pure))
+    nnx.replace_by_pure_dict(state, jax.tree_util.tree_map_with_path(M.fill, pure))
     return nnx.merge(graphdef, state)
 
 
@@ -59,31 +42,9 @@ def _pure(module: nnx.Module) -> dict:
     return nnx.to_pure_dict(nnx.state(module))
 
 
-def _shapes(tree) -> dict:
-    return jax.tree.map(lambda a: a.shape, tree)
-
-
-def _channels(v: jax.Array, ndim: int) -> jax.Array:
-    """A per-channel vector `(C,)` reshaped to broadcast against a rank-`ndim` array."""
-    return v.reshape((1,) * (ndim - 1) + v.shape)
-
-
 def _bn_eval(h: jax.Array, bn: nnx.BatchNorm) -> jax.Array:
     """BatchNorm with running statistics, by hand."""
-    mean, var = _channels(bn.mean[...], h.ndim), _channels(bn.var[...], h.ndim)
-    scale, bias = _channels(bn.scale[...], h.ndim), _channels(bn.bias[...], h.ndim)
-    return (h - mean) / jnp.sqrt(var + EPS) * scale + bias
-
-
-def _spatial_out(size: int, stride: int) -> int:
-    return -(-size // stride)  # SAME padding
-
-
-def _grid():
-    return [
-        dict(nd=nd, strides=s, m=m, use_bias=b)
-        for nd, s, m, b in itertools.product((1, 2, 3), (1, 2), (1, 2), (False, True))
-    ]
+    return M.bn_by_hand(h, bn.mean[...], bn.var[...], bn.scale[...], bn.bias[...])
 
 
 class ConvLayerTest(parameterized.TestCase):
@@ -93,7 +54,13 @@ class ConvLayerTest(parameterized.TestCase):
         x = _normal((2, *(size,) * nd, c))
         layer = _build(
             lambda rngs: sn.DepthwiseConv(
-                c, (3,) * nd, m, strides, use_bias=use_bias, precision=HIGHEST, rngs=rngs
+                c,
+                (3,) * nd,
+                strides,
+                channel_multiplier=m,
+                use_bias=use_bias,
+                precision=M.HIGHEST,
+                rngs=rngs,
             )
         )
         expected = {"depthwise_kernel": (*(3,) * nd, 1, c * m)}
@@ -102,10 +69,12 @@ class ConvLayerTest(parameterized.TestCase):
         self.assertEqual(_shapes(_pure(layer)), expected)
         y = layer(x)
         chex.assert_shape(y, (2, *(_spatial_out(size, strides),) * nd, c * m))
-        ref = ops.depthwise_conv(x, layer.depthwise_kernel[...], strides=strides, precision=HIGHEST)
+        ref = ops.depthwise_conv(
+            x, layer.depthwise_kernel[...], strides=strides, precision=M.HIGHEST
+        )
         if use_bias:
             ref = ref + _channels(layer.bias[...], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
 
     @parameterized.parameters(
         dict(kernel_size=3, num_spatial_dims=None, window=(3, 3)),
@@ -128,48 +97,41 @@ class ConvLayerTest(parameterized.TestCase):
         self.assertEqual(layer.kernel_size, window)
         hash(nnx.graphdef(layer))  # static attributes are hashable (nnx.jit caches on them)
 
-    @parameterized.parameters(
-        dict(shape=(2, 7, 3), use_bias=True),
-        dict(shape=(2, 4, 5, 3), use_bias=False),
-        dict(shape=(2, 2, 3, 4, 3), use_bias=True),
-    )
+    @parameterized.parameters(*M.POINTWISE_CASES)
     def test_pointwise_matches_op_and_linear(self, shape, use_bias):
         x = _normal(shape)
         layer = _build(
-            lambda rngs: sn.PointwiseConv(3, 5, use_bias=use_bias, precision=HIGHEST, rngs=rngs)
+            lambda rngs: sn.PointwiseConv(3, 5, use_bias=use_bias, precision=M.HIGHEST, rngs=rngs)
         )
         expected = {"pointwise_kernel": (3, 5), **({"bias": (5,)} if use_bias else {})}
         self.assertEqual(_shapes(_pure(layer)), expected)
         y = layer(x)
         chex.assert_shape(y, (*shape[:-1], 5))
-        ref = ops.pointwise_conv(x, layer.pointwise_kernel[...], precision=HIGHEST)
+        ref = ops.pointwise_conv(x, layer.pointwise_kernel[...], precision=M.HIGHEST)
         if use_bias:
             ref = ref + _channels(layer.bias[...], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
         linear = nnx.eval_shape(
-            lambda: nnx.Linear(3, 5, use_bias=use_bias, precision=HIGHEST, rngs=_rngs())
+            lambda: nnx.Linear(3, 5, use_bias=use_bias, precision=M.HIGHEST, rngs=_rngs())
         )
         linear.kernel = nnx.Param(layer.pointwise_kernel[...])
         if use_bias:
             linear.bias = nnx.Param(layer.bias[...])
-        chex.assert_trees_all_close(y, linear(x), **F32_TOL)
+        chex.assert_trees_all_close(y, linear(x), **M.F32_TOL)
 
     @parameterized.parameters(*_grid())
     def test_separable_matches_op_and_full_conv(self, nd, strides, m, use_bias):
-        c, size, features = 3, 6, 4
-        x = _normal((2, *(size,) * nd, c))
-        padding, dilation = ("VALID", 1) if nd == 1 else ("SAME", 2 if nd == 2 else 1)
+        c, features = 3, 4
+        x, geometry = _normal((2, *(6,) * nd, c)), M.separable_geometry(nd, strides)
         layer = _build(
             lambda rngs: sn.SeparableConv(
                 c,
                 features,
                 (3,) * nd,
                 channel_multiplier=m,
-                strides=strides,
-                padding=padding,
-                dilation=dilation,
                 use_bias=use_bias,
-                precision=HIGHEST,
+                **geometry,
+                precision=M.HIGHEST,
                 rngs=rngs,
             )
         )
@@ -180,32 +142,25 @@ class ConvLayerTest(parameterized.TestCase):
         }
         self.assertEqual(_shapes(_pure(layer)), expected)
         y = layer(x)
-        out = _spatial_out(size, strides) if padding == "SAME" else (size - 3) // strides + 1
+        out = M.separable_out(6, geometry)
         chex.assert_shape(y, (2, *(out,) * nd, features))
         dw, pw = layer.depthwise_kernel[...], layer.pointwise_kernel[...]
-        ref = ops.separable_conv(
-            x, dw, pw, strides=strides, padding=padding, dilation=dilation, precision=HIGHEST
-        )
-        if use_bias:
-            ref = ref + _channels(layer.bias[...], ref.ndim)
-        chex.assert_trees_all_close(y, ref, **SAME_OP_TOL)
+        bias = layer.bias[...] if use_bias else None
+        ref = M.separable_op(x, dw, pw, bias, **geometry)
+        chex.assert_trees_all_close(y, ref, **M.SAME_OP_TOL)
         conv = nnx.eval_shape(
             lambda: nnx.Conv(
                 c,
                 features,
                 (3,) * nd,
-                strides=strides,
-                padding=padding,
-                kernel_dilation=dilation,
-                use_bias=use_bias,
-                precision=HIGHEST,
+                **M.flax_conv_args(geometry, use_bias),
                 rngs=_rngs(),
             )
         )
         conv.kernel = nnx.Param(ops.separable_to_full(dw, pw, m))
         if use_bias:
             conv.bias = nnx.Param(layer.bias[...])
-        chex.assert_trees_all_close(y, conv(x), **F32_TOL)
+        chex.assert_trees_all_close(y, conv(x), **M.F32_TOL)
 
     def test_default_init_variances(self):
         # He normal with fan_in = prod(window) for the depthwise kernel; LeCun for pointwise.
@@ -221,12 +176,7 @@ def _bn(c: int) -> dict:
 
 
 class SeparableBlockTest(parameterized.TestCase):
-    @parameterized.parameters(
-        dict(nd=2, strides=1, m=1),
-        dict(nd=2, strides=2, m=2),
-        dict(nd=1, strides=2, m=1),
-        dict(nd=3, strides=1, m=2),
-    )
+    @parameterized.parameters(*M.SEPARABLE_BLOCK_CASES)
     def test_names_and_shapes(self, nd, strides, m):
         c, f = 3, 5
         x = _normal((2, *(4,) * nd, c))
@@ -268,20 +218,22 @@ class SeparableBlockTest(parameterized.TestCase):
         x = _normal((2, 5, 5, 3))
         block = _build(
             lambda rngs: sn.SeparableBlock(
-                3, 4, strides=2, channel_multiplier=2, precision=HIGHEST, rngs=rngs
+                3, 4, strides=2, channel_multiplier=2, precision=M.HIGHEST, rngs=rngs
             )
         )
         block.eval()
         dw = block.depthwise.depthwise_kernel[...]
-        h = ops.depthwise_conv(x, dw, strides=2, precision=HIGHEST)
+        h = ops.depthwise_conv(x, dw, strides=2, precision=M.HIGHEST)
         h = nnx.relu(_bn_eval(h, block.depthwise_norm))
-        h = ops.pointwise_conv(h, block.pointwise.pointwise_kernel[...], precision=HIGHEST)
+        h = ops.pointwise_conv(h, block.pointwise.pointwise_kernel[...], precision=M.HIGHEST)
         ref = nnx.relu(_bn_eval(h, block.pointwise_norm))
-        chex.assert_trees_all_close(block(x), ref, **F32_TOL)
+        chex.assert_trees_all_close(block(x), ref, **M.F32_TOL)
 
     def test_train_mode_normalises_and_updates_with_momentum(self):
         x = _normal((4, 6, 6, 3))
-        block = _build(lambda rngs: sn.SeparableBlock(3, 5, act=None, precision=HIGHEST, rngs=rngs))
+        block = _build(
+            lambda rngs: sn.SeparableBlock(3, 5, act=None, precision=M.HIGHEST, rngs=rngs)
+        )
         for norm in (block.depthwise_norm, block.pointwise_norm):
             norm.scale[...] = jnp.ones_like(norm.scale[...])
             norm.bias[...] = jnp.zeros_like(norm.bias[...])
@@ -289,7 +241,7 @@ class SeparableBlockTest(parameterized.TestCase):
         # Expected, by hand: batch statistics of each conv's output, 0.9 / 0.1 updates.
         h_dw = block.depthwise(x)
         mean_dw, var_dw = jnp.mean(h_dw, axis=(0, 1, 2)), jnp.var(h_dw, axis=(0, 1, 2))
-        normed = (h_dw - _channels(mean_dw, 4)) / jnp.sqrt(_channels(var_dw, 4) + EPS)
+        normed = (h_dw - _channels(mean_dw, 4)) / jnp.sqrt(_channels(var_dw, 4) + M.EPS)
         h_pw = block.pointwise(normed)
         y = block(x)  # a fresh nnx module is in train mode
         chex.assert_trees_all_close(jnp.mean(y, axis=(0, 1, 2)), 0.0, atol=1e-5)
@@ -298,12 +250,14 @@ class SeparableBlockTest(parameterized.TestCase):
         for name, h in (("depthwise_norm", h_dw), ("pointwise_norm", h_pw)):
             expected_mean = 0.9 * old[name]["mean"] + 0.1 * jnp.mean(h, axis=(0, 1, 2))
             expected_var = 0.9 * old[name]["var"] + 0.1 * jnp.var(h, axis=(0, 1, 2))
-            chex.assert_trees_all_close(new[name]["mean"], expected_mean, **F32_TOL)
-            chex.assert_trees_all_close(new[name]["var"], expected_var, **F32_TOL)
+            chex.assert_trees_all_close(new[name]["mean"], expected_mean, **M.F32_TOL)
+            chex.assert_trees_all_close(new[name]["var"], expected_var, **M.F32_TOL)
 
     def test_eval_mode_and_override_use_running_averages(self):
         x = _normal((2, 5, 5, 3))
-        block = _build(lambda rngs: sn.SeparableBlock(3, 4, act=None, precision=HIGHEST, rngs=rngs))
+        block = _build(
+            lambda rngs: sn.SeparableBlock(3, 4, act=None, precision=M.HIGHEST, rngs=rngs)
+        )
         before = _pure(block)
         h = block.pointwise(_bn_eval(block.depthwise(x), block.depthwise_norm))
         ref = _bn_eval(h, block.pointwise_norm)
@@ -312,8 +266,8 @@ class SeparableBlockTest(parameterized.TestCase):
         block.eval()
         y_eval = block(x)
         chex.assert_trees_all_equal(_pure(block), before)
-        chex.assert_trees_all_close(y_eval, ref, **F32_TOL)
-        chex.assert_trees_all_close(y_override, y_eval, **SAME_OP_TOL)
+        chex.assert_trees_all_close(y_eval, ref, **M.F32_TOL)
+        chex.assert_trees_all_close(y_override, y_eval, **M.SAME_OP_TOL)
         block.train()
         block(x)
         after = _pure(block)["pointwise_norm"]["mean"]
@@ -328,8 +282,8 @@ class SeparableBlockTest(parameterized.TestCase):
         def step(module, x):
             return module(x)
 
-        chex.assert_trees_all_close(step(block, x), twin(x), **F32_TOL)
-        chex.assert_trees_all_close(_pure(block), _pure(twin), **F32_TOL)
+        chex.assert_trees_all_close(step(block, x), twin(x), **M.F32_TOL)
+        chex.assert_trees_all_close(_pure(block), _pure(twin), **M.F32_TOL)
 
     def test_axis_name_gives_cross_device_statistics(self):
         x = _normal((8, 4, 4, 3))
@@ -345,19 +299,12 @@ class SeparableBlockTest(parameterized.TestCase):
 
         shards = jax.vmap(shard, in_axes=(0, None), axis_name="batch")
         ys, stats = jax.jit(shards)(x.reshape(2, 4, 4, 4, 3), state)
-        chex.assert_trees_all_close(ys.reshape(y.shape), y, **F32_TOL)
-        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], stats), _pure(local), **F32_TOL)
+        chex.assert_trees_all_close(ys.reshape(y.shape), y, **M.F32_TOL)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], stats), _pure(local), **M.F32_TOL)
 
 
 class InvertedResidualTest(parameterized.TestCase):
-    @parameterized.parameters(
-        dict(c=4, f=4, strides=1, expansion=6, residual=True),
-        dict(c=4, f=8, strides=1, expansion=6, residual=False),
-        dict(c=4, f=4, strides=2, expansion=6, residual=False),
-        dict(c=4, f=4, strides=1, expansion=1, residual=True),
-        dict(c=4, f=6, strides=2, expansion=1, residual=False),
-        dict(c=3, f=3, strides=1, expansion=2, residual=True, nd=1),
-    )
+    @parameterized.parameters(*M.INVERTED_RESIDUAL_CASES)
     def test_structure_and_residual(self, c, f, strides, expansion, residual, nd=2):
         x = _normal((2, *(4,) * nd, c))
         block = _build(
@@ -391,20 +338,20 @@ class InvertedResidualTest(parameterized.TestCase):
     def test_eval_matches_ops(self):
         x = _normal((2, 5, 5, 4))
         block = _build(
-            lambda rngs: sn.InvertedResidual(4, 4, expansion=3, precision=HIGHEST, rngs=rngs)
+            lambda rngs: sn.InvertedResidual(4, 4, expansion=3, precision=M.HIGHEST, rngs=rngs)
         )
         block.eval()
 
         def conv_bn(h, conv, norm):
             return _bn_eval(
-                ops.pointwise_conv(h, conv.pointwise_kernel[...], precision=HIGHEST), norm
+                ops.pointwise_conv(h, conv.pointwise_kernel[...], precision=M.HIGHEST), norm
             )
 
         h = nnx.relu6(conv_bn(x, block.expand, block.expand_norm))
-        h = ops.depthwise_conv(h, block.depthwise.depthwise_kernel[...], precision=HIGHEST)
+        h = ops.depthwise_conv(h, block.depthwise.depthwise_kernel[...], precision=M.HIGHEST)
         h = nnx.relu6(_bn_eval(h, block.depthwise_norm))
         ref = conv_bn(h, block.project, block.project_norm) + x
-        chex.assert_trees_all_close(block(x), ref, **F32_TOL)
+        chex.assert_trees_all_close(block(x), ref, **M.F32_TOL)
 
 
 class DtypeTest(parameterized.TestCase):
@@ -447,7 +394,10 @@ class BadInputTest(parameterized.TestCase):
             r"kernel_size must have one entry per spatial dim \(1\)",
         ),
         (lambda r: sn.DepthwiseConv(3, (3,) * 4, rngs=r), "kernel_size must have 1, 2 or 3"),
-        (lambda r: sn.DepthwiseConv(3, 3, 0, rngs=r), "channel_multiplier must be a positive"),
+        (
+            lambda r: sn.DepthwiseConv(3, 3, channel_multiplier=0, rngs=r),
+            "channel_multiplier must be a positive",
+        ),
         (lambda r: sn.DepthwiseConv(3, 3, strides=(1, 2, 2), rngs=r), "strides"),
         (lambda r: sn.SeparableConv(3, 4, 3, padding="FULL", rngs=r), "padding must be one of"),
         (lambda r: sn.SeparableConv(3, 4, 3, implementation="cuda", rngs=r), "implementation"),
@@ -471,7 +421,22 @@ class BadInputTest(parameterized.TestCase):
         with pytest.raises(ValueError, match=match):
             module(_normal((1, 4, 4, 3)))
 
-    def test_rank_mismatch(self):
-        layer = _build(lambda r: sn.DepthwiseConv(3, (3, 3), rngs=r))
-        with pytest.raises(ValueError, match="built for 2 spatial dims"):
-            layer(_normal((1, 4, 3)))
+    def test_rank_mismatch_names_the_fix(self):
+        layer = _build(lambda r: sn.SeparableConv(16, 24, kernel_size=5, rngs=r))
+        with pytest.raises(ValueError, match=r"built for 2 spatial dims.*num_spatial_dims=1"):
+            layer(_normal((2, 9, 16)))
+
+
+def test_int_kernel_size_with_num_spatial_dims_on_sequences():
+    # An int kernel size is the same size along every spatial dim; nnx counts num_spatial_dims.
+    layer = sn.SeparableConv(
+        16, 24, kernel_size=5, padding="CAUSAL", num_spatial_dims=1, rngs=_rngs()
+    )
+    x = _normal((2, 9, 16))
+    layer.bias[...] = _normal((24,))
+    dw, pw = layer.depthwise_kernel[...], layer.pointwise_kernel[...]
+    ref = ops.separable_conv(x, dw, pw, padding="CAUSAL", precision=M.HIGHEST)
+    ref = ref + layer.bias[...][None, None]
+    layer.precision = M.HIGHEST
+    chex.assert_trees_all_close(layer(x), ref, **M.F32_TOL)
+    assert dw.shape == (5, 1, 16)

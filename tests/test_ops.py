@@ -39,18 +39,49 @@ def _rel_err(a: jax.Array, b: jax.Array) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+#: numpy.pad's names of the border modes.
+_NP_BORDER = {"CIRCULAR": "wrap", "REFLECT": "reflect", "REPLICATE": "edge"}
+
+
+def _pairs(amount, n):
+    if isinstance(amount, int):
+        return [(amount, amount)] * n
+    return [(p, p) if isinstance(p, int) else tuple(p) for p in amount]
+
+
+def _reference_pads(padding, spatial, window, strides, dilation):
+    """`((lo, hi) per spatial dim, numpy.pad mode)`, from each padding's definition (written
+    out here, not taken from the library)."""
+    n = len(window)
+    extent = [(k - 1) * d + 1 for k, d in zip(window, dilation)]
+    if isinstance(padding, tuple) and isinstance(padding[0], str):  # (mode, amount)
+        return _pairs(padding[1], n), _NP_BORDER[padding[0]]
+    if padding == "VALID":
+        return [(0, 0)] * n, "constant"
+    if padding == "SAME":  # output ceil(s / stride), the odd one of the padding after
+        totals = [
+            max((-(-s // st) - 1) * st + e - s, 0) for s, e, st in zip(spatial, extent, strides)
+        ]
+        return [(t // 2, t - t // 2) for t in totals], "constant"
+    if padding == "CAUSAL":  # everything before
+        return [(e - 1, 0) for e in extent], "constant"
+    if (
+        isinstance(padding, str) and padding in _NP_BORDER
+    ):  # SAME at stride 1: e - 1 in all, the odd one after
+        return [((e - 1) // 2, (e - 1) - (e - 1) // 2) for e in extent], _NP_BORDER[padding]
+    return _pairs(padding, n), "constant"
+
+
 def _full_conv(x, w, strides, padding, dilation):
-    """Reference full convolution with the ops' padding semantics, at HIGHEST precision."""
+    """Reference full convolution: numpy.pad by `_reference_pads`, then a VALID conv at HIGHEST."""
     nd = x.ndim - 2
-    window = w.shape[:nd]
-    pad = sj._args.resolve_padding(padding, window, dilation)
-    if pad.pre_pad is not None:
-        x = jnp.pad(x, ((0, 0), *pad.pre_pad, (0, 0)), mode=pad.mode)
+    pads, mode = _reference_pads(padding, x.shape[1:-1], w.shape[:nd], strides, dilation)
+    xp = np.pad(np.asarray(x), ((0, 0), *pads, (0, 0)), mode=mode)
     return lax.conv_general_dilated(
-        x,
+        jnp.asarray(xp),
         w,
         window_strides=strides,
-        padding=pad.lax,
+        padding="VALID",
         rhs_dilation=dilation,
         dimension_numbers=DIMENSION_NUMBERS[nd],
         precision=HIGHEST,
@@ -87,20 +118,46 @@ class ClosedFormTest(parameterized.TestCase):
                     ref[0, t] += wn[j, 0] * xn[0, s]
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
-    @parameterized.parameters(("CIRCULAR", "wrap"), ("REFLECT", "reflect"), ("REPLICATE", "edge"))
-    def test_border_modes_match_numpy_pad(self, padding, np_mode):
-        x, w = _normal((2, 7, 6, 3)), _normal((3, 5, 1, 3))
+    @parameterized.parameters(
+        ("CIRCULAR", (3, 5), ((1, 1), (2, 2))),
+        ("REFLECT", (2, 4), ((0, 1), (1, 2))),  # even windows: the odd pad goes after
+        ("REPLICATE", (4, 2), ((1, 2), (0, 1))),
+        ("CIRCULAR", (2, 3), ((0, 1), (1, 1))),
+    )
+    def test_border_modes_match_numpy_pad(self, padding, window, pads):
+        x, w = _normal((2, 7, 6, 3)), _normal((*window, 1, 3))
         y = sj.depthwise_conv(x, w, padding=padding, precision=HIGHEST)
-        xp = np.pad(np.asarray(x), ((0, 0), (1, 1), (2, 2), (0, 0)), mode=np_mode)
+        xp = np.pad(np.asarray(x), ((0, 0), *pads, (0, 0)), mode=_NP_BORDER[padding])
         ref = sj.depthwise_conv(jnp.asarray(xp), w, padding="VALID", precision=HIGHEST)
         chex.assert_shape(y, x.shape)
         chex.assert_trees_all_close(y, ref, rtol=1e-6, atol=1e-6)
+
+    @parameterized.parameters(
+        (("REFLECT", 1), (5, 5)),  # torch Conv2d(k=5, padding=1, padding_mode="reflect")
+        (("CIRCULAR", [(0, 1), 2]), (4, 3)),
+        (("replicate", 2), (2, 2)),
+    )
+    def test_border_mode_with_amount_matches_numpy_pad(self, padding, window):
+        x, w = _normal((2, 7, 6, 3)), _normal((*window, 1, 3))
+        pads = _pairs(padding[1], 2)
+        xp = np.pad(np.asarray(x), ((0, 0), *pads, (0, 0)), mode=_NP_BORDER[padding[0].upper()])
+        ref = sj.depthwise_conv(jnp.asarray(xp), w, padding="VALID", precision=HIGHEST)
+        for implementation in ("xla", "taps"):
+            y = sj.depthwise_conv(
+                x, w, padding=padding, precision=HIGHEST, implementation=implementation
+            )
+            chex.assert_trees_all_close(y, ref, rtol=1e-5, atol=1e-5)
+
+    @parameterized.parameters(("ZEROS", 1), ("REFLECT", -1), ("REFLECT", (1, 1, 1)))
+    def test_border_mode_with_bad_amount_raises(self, *padding):
+        with pytest.raises(ValueError, match="padding"):
+            sj.depthwise_conv(_normal((1, 6, 6, 2)), _normal((3, 3, 1, 2)), padding=padding)
 
 
 def _grid():
     """Strides × padding × multiplier × dilation × rank, sampled to keep the suite fast."""
     cases = []
-    paddings = ["SAME", "VALID", "CAUSAL", "CIRCULAR", "REFLECT", "REPLICATE", 1, "pairs"]
+    paddings = ["SAME", "VALID", "CAUSAL", "CIRCULAR", "REFLECT", "REPLICATE", 1, "pairs", "mode"]
     rng = np.random.default_rng(0)
     for nd, pad, m in itertools.product((1, 2, 3), paddings, (1, 3)):
         stride = int(rng.integers(1, 3))
@@ -117,6 +174,8 @@ class EquivalenceTest(parameterized.TestCase):
         window = (3, 2, 3)[:nd]
         if padding == "pairs":
             padding = [(1, 0), (0, 2), (2, 1)][:nd]
+        if padding == "mode":
+            padding = (("REFLECT", "CIRCULAR", "REPLICATE")[nd - 1], [(1, 0), (0, 2), 2][:nd])
         x = _normal((2, *spatial, c))
         dw, pw = _normal((*window, 1, c * m)), _normal((c * m, co))
         y = sj.separable_conv(

@@ -39,14 +39,40 @@ def test_cli_trains_and_writes_metrics_curves_and_results(tmp_path):
         assert results[key] > 0, key
     config = json.loads((workdir / "config.json").read_text())
     assert config["model"] == "mobilenet_v2_tiny" and config["num_devices"] == 2
+    # The compilation cache is inside the workdir (the default's relative path), logged, and
+    # recorded relative to the workdir.
+    assert results["compilation_cache_dir"] == "jax_cache" and (workdir / "jax_cache").is_dir()
+    assert f"compilation cache: {workdir / 'jax_cache'}" in run.stderr
+    assert str(tmp_path) not in (workdir / "results.json").read_text()
     # Quiet without a terminal: no progress bar in captured output.
     assert "step/s" not in run.stderr and "it/s" not in run.stderr
 
 
 @pytest.mark.slow
-def test_cli_reports_a_missing_dataset_and_a_locked_config(tmp_path):
-    missing = _cli(f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path / 'nothing'}")
-    assert missing.returncode != 0
-    assert "cifar10" in missing.stderr.splitlines()[-1], missing.stderr[-2000:]
-    typo = _cli(f"--workdir={tmp_path / 'run'}", "--config.learning_rat=0.1")
+def test_cli_reports_a_missing_dataset_and_a_locked_config_in_one_line(tmp_path):
+    """Errors a user can fix: one line, exit 1, no traceback, no workdir left behind."""
+    workdir = tmp_path / "run"
+    missing = _cli(f"--workdir={workdir}", f"--config.data_dir={tmp_path / 'nothing'}")
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr and "orbax" not in missing.stderr
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .startswith("train: error: dataset 'cifar10' not found")
+    ), missing.stderr[-2000:]
+    assert not workdir.exists()
+    typo = _cli(f"--workdir={workdir}", "--config.learning_rat=0.1")
     assert typo.returncode != 0 and "learning_rat" in typo.stderr
+
+
+def test_help_shows_usage_flags_and_where_the_config_keys_are():
+    run = _train_utils.run_python("-m", "train", "--help")  # absl's --help exits 1
+    text = run.stdout + run.stderr
+    for expected in (
+        "usage: python -m train --config=train/configs/NAME.py --workdir=DIR",
+        "train/configs/default.py lists every key",
+        "--config.KEY=VALUE",
+        "--workdir: Directory for checkpoints",
+        "--config: A training config file",
+    ):
+        assert expected in text, expected

@@ -49,3 +49,24 @@ def test_table_and_plot(tmp_path):
 def test_unfinished_run_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         compare.load_run(tmp_path)
+
+
+def test_curves_show_the_test_series_as_a_line_and_the_learning_rate():
+    from train import plots
+
+    events = [
+        {
+            "event": "train",
+            "step": s,
+            "loss": 2.0 - s / 100,
+            "accuracy": s / 100,
+            "learning_rate": 0.1 * s / 40,
+        }
+        for s in range(10, 50, 10)
+    ] + [{"event": "eval", "step": s, "test_loss": 1.5, "test_accuracy": s / 80} for s in (20, 40)]
+    fig = plots.curves_figure(events, title="t")
+    loss, accuracy, lr = fig.axes
+    test_line = [line for line in accuracy.get_lines() if "test" in line.get_label()][0]
+    assert list(test_line.get_xdata()) == [20, 40] and test_line.get_linestyle() == "-"
+    (lr_line,) = lr.get_lines()
+    assert list(lr_line.get_ydata()) == [0.025, 0.05, 0.075, 0.1]

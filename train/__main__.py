@@ -1,5 +1,9 @@
-"""`python -m train`: see `train/main.py`."""
+"""`python -m train`: the trainer's command line (`train/main.py`)."""
 
-from train.main import run
+from absl import flags
 
-run()
+from train import main
+
+__doc__ = main.USAGE  # what absl's --help prints above the flags
+flags.adopt_module_key_flags(main)
+main.run()

@@ -37,6 +37,19 @@ def _best_metric(metrics: dict[str, float]) -> float:
     return float(metrics[BEST_METRIC])
 
 
+def latest_step(directory: str | pathlib.Path) -> int | None:
+    """The step of the newest complete checkpoint under `directory`, or `None`; creates nothing.
+
+    Complete checkpoints are the folders named by their step alone (orbax renames its
+    `<step>.orbax-checkpoint-tmp-*` folder into place once the save is whole).
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return None
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit() and p.is_dir()]
+    return max(steps, default=None)
+
+
 class Checkpoints:
     """The run's checkpoint directory.
 

@@ -11,22 +11,22 @@ from collections.abc import Iterator
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
-from numpy.lib.stride_tricks import sliding_window_view
 from tensorflow_datasets.proto import tf_example_pb2
 
-from train.augment import CROP_PADDING, MEAN, STD, normalize_constants
+from train.augment import MEAN, STD
 
 __all__ = [
     "MEAN",
     "STD",
     "CorruptDatasetError",
     "DatasetNotFoundError",
-    "augment_batch",
-    "crop_flip",
+    "check_dataset",
     "decode_pngs",
+    "epoch_order",
     "eval_batches",
     "load_split",
-    "normalize",
+    "open_split",
+    "read_rows",
     "train_batches",
 ]
 
@@ -42,22 +42,31 @@ class CorruptDatasetError(ValueError):
 
 
 def _how_to_provide(dataset: str, data_dir: str) -> str:
-    return (
-        f"write it with `python -m train.prepare_data --source=IMAGES --data_dir={data_dir} "
-        f"--name={dataset}` (IMAGES: a folder or .tar[.gz] of <split>/<class>/<image>), or where "
-        f"there is network `tfds.builder({dataset!r}, data_dir={data_dir!r})"
-        ".download_and_prepare(file_format='array_record')`"
+    how = f"write it with `python -m train.prepare_data --data_dir={data_dir}"
+    download = f"{how}` (CIFAR-10, downloaded through tensorflow-datasets) or " * (
+        dataset == "cifar10"
     )
+    return (
+        f"{download}{how} --source=IMAGES --name={dataset}` (IMAGES: a folder or .tar[.gz] of "
+        "<split>/<class>/<image>)"
+    )
+
+
+def check_dataset(dataset: str, data_dir: str | os.PathLike) -> None:
+    """Raises `DatasetNotFoundError` unless `data_dir/dataset/<version>/` holds a dataset (a
+    cheap look for its `dataset_info.json`: nothing is read)."""
+    root = pathlib.Path(data_dir).expanduser() / dataset
+    if not any(root.glob("**/dataset_info.json")):
+        raise DatasetNotFoundError(
+            f"dataset {dataset!r} not found: no {root}/<version>/dataset_info.json; "
+            + _how_to_provide(dataset, os.fspath(data_dir))
+        )
 
 
 def _open(dataset: str, split: str, data_dir: str):
     """`tfds.data_source` with PNG decoding skipped, or one clear error."""
     root = pathlib.Path(data_dir).expanduser() / dataset
-    if not any(root.glob("**/dataset_info.json")):
-        raise DatasetNotFoundError(
-            f"dataset {dataset!r} not found: no {root}/<version>/dataset_info.json; "
-            + _how_to_provide(dataset, data_dir)
-        )
+    check_dataset(dataset, data_dir)
     try:
         source = tfds.data_source(
             dataset,
@@ -124,28 +133,46 @@ def decode_pngs(blobs: list[bytes], shape: tuple[int | None, ...]) -> np.ndarray
     return out if out is not None else np.empty((0, *(s or 0 for s in shape)), np.uint8)
 
 
-def _records(source) -> tuple[list[bytes], np.ndarray]:
-    """Encoded images and int32 labels of every record of a `tfds.data_source`.
+def _records(source, indices: list[int]) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images and int32 labels of the records `indices` of a `tfds.data_source`.
 
     Reads the array_record file and parses the `tf.train.Example` protos directly (5× faster
     than tfds' per-record Python decoding); falls back to tfds' path for other sources.
     """
     raw = getattr(source, "data_source", None)
     if raw is None:
-        records = source.__getitems__(range(len(source)))
+        records = source.__getitems__(indices)
         return [r["image"] for r in records], np.asarray([r["label"] for r in records], np.int32)
     blobs, labels = [], []
-    for record in raw.__getitems__(list(range(len(source)))):
+    for record in raw.__getitems__(indices):
         feature = tf_example_pb2.Example.FromString(record).features.feature
         blobs.append(feature["image"].bytes_list.value[0])
         labels.append(feature["label"].int64_list.value[0])
     return blobs, np.asarray(labels, np.int32)
 
 
+def read_rows(source, indices: np.ndarray | range | list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Random access: images uint8 `(len(indices), H, W, C)` and labels int32 of some records.
+
+    Args:
+      source: a data source from `open_split`.
+      indices: record indices in `[0, len(source))`, in the order wanted.
+    """
+    indices = [int(i) for i in indices]
+    if not indices:  # e.g. a process's rows of the last eval batch, all padding
+        shape = tuple(s or 0 for s in source.dataset_info.features["image"].shape)
+        return np.empty((0, *shape), np.uint8), np.empty(0, np.int32)
+    blobs, labels = _records(source, indices)
+    return decode_pngs(blobs, tuple(source.dataset_info.features["image"].shape)), labels
+
+
 def _decode(source) -> tuple[np.ndarray, np.ndarray]:
     """All images uint8 `(N, H, W, C)` and labels int32 `(N,)` of a data source."""
-    blobs, labels = _records(source)
-    return decode_pngs(blobs, tuple(source.dataset_info.features["image"].shape)), labels
+    return read_rows(source, range(len(source)))
+
+
+#: A split opened for random access (`read_rows`) without reading it; errors as `load_split`.
+open_split = _open
 
 
 def load_split(dataset: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -191,15 +218,6 @@ def load_split(dataset: str, split: str, data_dir: str) -> tuple[np.ndarray, np.
     return images, labels
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 `(..., C)` → float32 `(x / 255 - MEAN) / STD`, per channel (`augment.normalize`)."""
-    scale, shift = normalize_constants()
-    out = images.astype(np.float32)
-    out *= scale
-    out += shift
-    return out
-
-
 def _check(images: np.ndarray, labels: np.ndarray, batch_size: int, num_devices: int) -> None:
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
@@ -219,45 +237,9 @@ def _rng(seed: int, epoch: int, *index: int) -> np.random.Generator:
     return np.random.default_rng([int(v) % 2**64 for v in (seed, epoch, *index)])
 
 
-def crop_flip(images: np.ndarray, offsets: np.ndarray, flips: np.ndarray) -> np.ndarray:
-    """Crops each `CROP_PADDING` zero-padded image at its offset, mirrored where flipped.
-
-    The numpy reference of `augment.crop_flip` (same offsets and flips, same pixels).
-
-    Args:
-      images: uint8 `(B, H, W, C)`.
-      offsets: int `(B, 2)` `(dy, dx)` in `[0, 2 * CROP_PADDING]`.
-      flips: bool `(B,)`.
-
-    Returns:
-      uint8 `(B, H, W, C)`: `out[b, y, x] = padded[b, dy + y, dx + x']` with `x' = x` or, when
-      flipped, `W - 1 - x`.
-    """
-    b, h, w, _ = images.shape
-    p = CROP_PADDING
-    padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-    windows = sliding_window_view(padded, (h, w), axis=(1, 2))  # a view (B, 2p+1, 2p+1, C, H, W)
-    out = windows[np.arange(b), offsets[:, 0], offsets[:, 1]]  # one block copy per image
-    out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
-    flips = np.asarray(flips, bool)
-    out[flips] = out[flips, :, ::-1]
-    return out
-
-
-def augment_batch(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random `CROP_PADDING` zero-padded crop and horizontal flip of a batch (on the host).
-
-    Args:
-      images: uint8 `(B, H, W, C)`.
-      rng: draws offsets `(B, 2)` in `[0, 2 * CROP_PADDING]` then flips `(B,)`.
-
-    Returns:
-      uint8 `(B, H, W, C)`, see `crop_flip`.
-    """
-    b = len(images)
-    offsets = rng.integers(0, 2 * CROP_PADDING + 1, size=(b, 2))
-    flips = rng.random(b) < 0.5
-    return crop_flip(images, offsets, flips)
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of `range(num_examples)` that epoch `epoch` visits, batch by batch."""
+    return _rng(seed, epoch).permutation(num_examples)
 
 
 def train_batches(
@@ -267,21 +249,15 @@ def train_batches(
     batch_size: int,
     seed: int,
     epoch: int,
-    augment: bool = False,
     num_devices: int,
     start_step: int = 0,
-    on_device: bool = False,
 ) -> Iterator[Batch]:
-    """One epoch of shuffled training batches (remainder dropped).
+    """One epoch of shuffled training batches of raw uint8 images (remainder dropped).
 
-    Two forms. Host (default): augmented (if `augment`) and normalised float32 images, in numpy
-    on one thread. `on_device=True`: the raw uint8 images of the same permutation, for a step
-    that augments and normalises on the device (`step.train_step(..., augment=...)`); the host
-    only gathers (4× fewer bytes to copy, ~10× faster than the host form).
-
-    Deterministic: the permutation depends only on `(seed, epoch)` and the host augmentation of
-    batch `i` only on `(seed, epoch, i)`, so `start_step=k` yields exactly batches `k, k+1, ...`
-    of the same epoch (exact resume).
+    The host only gathers; the step augments and normalises on the device
+    (`step.train_step(..., augment=...)`). Deterministic: the permutation depends only on
+    `(seed, epoch)`, so `start_step=k` yields exactly batches `k, k+1, ...` of the same epoch
+    (exact resume).
 
     Args:
       images: uint8 `(N, H, W, C)`.
@@ -289,48 +265,33 @@ def train_batches(
       batch_size: global batch size, a multiple of `num_devices`.
       seed: the run's seed.
       epoch: the epoch number (0-based).
-      augment: pad-4 random crop + horizontal flip on the host. Defaults to False. Must be False
-        with `on_device=True` (the device step augments then).
       num_devices: the device count the batch is split over.
       start_step: the first batch to yield, in `[0, N // batch_size]`. Defaults to 0.
-      on_device: yield uint8 images, neither augmented nor normalised. Defaults to False.
 
     Yields:
-      `{"image": (B, H, W, C), "label": int32 (B,)}`, `N // batch_size - start_step` times; the
-      images float32 (host form) or uint8 (`on_device`).
+      `{"image": uint8 (B, H, W, C), "label": int32 (B,)}`, `N // batch_size - start_step` times.
 
     Raises:
-      ValueError: bad shapes, `batch_size` not a positive multiple of `num_devices`,
-        `start_step` out of range, or `augment` with `on_device`.
+      ValueError: bad shapes, `batch_size` not a positive multiple of `num_devices`, or
+        `start_step` out of range.
 
     Examples:
       >>> images = np.zeros((64, 32, 32, 3), np.uint8)
       >>> labels = np.arange(64, dtype=np.int32)
       >>> batch = next(train_batches(images, labels, batch_size=16, seed=0, epoch=0,
-      ...                            num_devices=1, on_device=True))
+      ...                            num_devices=1))
       >>> batch["image"].dtype, batch["label"].shape
       (dtype('uint8'), (16,))
     """
     _check(images, labels, batch_size, num_devices)
-    if augment and on_device:
-        raise ValueError(
-            "augment=True with on_device=True: the device step augments on_device batches; "
-            "pass augment=False here and augment=True to step.train_step"
-        )
     steps = len(images) // batch_size
     if not 0 <= start_step <= steps:
         raise ValueError(f"start_step must be in [0, {steps}] (steps per epoch), got {start_step}")
-    order = _rng(seed, epoch).permutation(len(images))
+    order = epoch_order(len(images), seed, epoch)
     labels = labels.astype(np.int32, copy=False)
     for i in range(start_step, steps):
         index = order[i * batch_size : (i + 1) * batch_size]
-        batch = images[index]
-        if on_device:
-            yield {"image": batch, "label": labels[index]}
-            continue
-        if augment:
-            batch = augment_batch(batch, _rng(seed, epoch, i))
-        yield {"image": normalize(batch), "label": labels[index]}
+        yield {"image": images[index], "label": labels[index]}
 
 
 def eval_batches(
@@ -339,7 +300,6 @@ def eval_batches(
     *,
     batch_size: int,
     num_devices: int,
-    on_device: bool = False,
 ) -> Iterator[Batch]:
     """Every example exactly once, in order, in fixed-shape batches (the last padded, masked).
 
@@ -348,13 +308,11 @@ def eval_batches(
       labels: int `(N,)`.
       batch_size: a multiple of `num_devices`.
       num_devices: the device count the batch is split over.
-      on_device: yield uint8 images for a step that normalises them on the device. Defaults to
-        False (normalised float32).
 
     Yields:
-      `{"image": (B, H, W, C), "label": int32 (B,), "mask": float32 (B,)}` with mask 1 on real
-      examples and 0 on padding (zero images, label 0), `ceil(N / B)` times; the images float32
-      normalised, or uint8 with `on_device`.
+      `{"image": uint8 (B, H, W, C), "label": int32 (B,), "mask": float32 (B,)}` with mask 1 on
+      real examples and 0 on padding (zero images, label 0), `ceil(N / B)` times; the step
+      normalises the images on the device.
 
     Raises:
       ValueError: bad shapes or `batch_size` not a positive multiple of `num_devices`.
@@ -362,7 +320,6 @@ def eval_batches(
     _check(images, labels, batch_size, num_devices)
     for start in range(0, len(images), batch_size):
         image = images[start : start + batch_size]
-        image = image if on_device else normalize(image)
         label = labels[start : start + batch_size].astype(np.int32)
         n = len(label)
         mask = np.zeros(batch_size, np.float32)

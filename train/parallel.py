@@ -33,7 +33,9 @@ class Driver:
       eval_step: `(state, batch) -> sums`.
       put_state: a single-copy state (host or device) -> the driver's layout.
       get_state: the driver's layout -> a single-copy state (for checkpoints and comparisons).
-      put_batch: a host batch of global size `B` -> the driver's layout.
+      put_batch: a host batch -> the driver's layout: the global batch of size `B`, or under
+        `"shard_map"` with several processes this process's rows of it
+        (`distributed.process_rows`).
       get_metrics: the step's metrics -> one copy (a tree of scalars).
     """
 
@@ -64,25 +66,22 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"config.parallel must be one of {KINDS}, got {kind!r}")
 
 
-def _shard_map(f: StepFn, mesh: Mesh, in_specs: Any, out_specs: Any) -> StepFn:
-    """`jax.shard_map` in per-device (pmap) semantics, across JAX versions.
+def shard_map(f: StepFn, mesh: Mesh, in_specs: Any, out_specs: Any) -> StepFn:
+    """`jax.shard_map` in per-device (pmap) semantics: `check_vma=False`.
 
-    `check_vma=False` is deliberate: with it on, JAX treats the replicated parameters as
-    device-invariant and sums their gradient over devices itself (the transpose of the implicit
-    `pvary`), which would make the step's explicit `pmean` a no-op and the gradient `n` times too
-    large, and the same function would no longer be correct under `pmap`.
+    Deliberate: with `check_vma=True` (JAX's default) the replicated parameters are
+    device-invariant, and JAX sums their gradient over devices itself (the transpose of the
+    implicit `pvary`); the step's explicit `pmean` then divides nothing and the gradient comes
+    out `n` times too large, silently. With it off, the same per-device function is correct
+    under `shard_map` and `pmap` alike.
     """
-    if hasattr(jax, "shard_map"):
-        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-    from jax.experimental.shard_map import shard_map  # JAX < 0.7
-
-    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+    return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
 def _check_batch(batch: dict[str, np.ndarray], n: int) -> None:
     size = len(next(iter(batch.values())))
     if size % n:
-        raise ValueError(f"the global batch ({size}) must split evenly over {n} devices")
+        raise ValueError(f"the batch ({size}) must split evenly over the {n} local devices")
 
 
 def make_driver(
@@ -136,21 +135,26 @@ def make_driver(
     split = NamedSharding(mesh, P(AXIS))
 
     def put_batch(batch: dict[str, np.ndarray]) -> Any:
-        _check_batch(batch, len(devices))
-        return jax.device_put(batch, split)
+        # This process's rows (all of them with one process) -> the global batch.
+        _check_batch(batch, len(mesh.local_devices))
+        return jax.make_array_from_process_local_data(split, batch)
+
+    def replicate(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and x.sharding == replicated:
+            return x
+        x = np.asarray(jax.device_get(x))  # the same value in every process
+        return jax.make_array_from_callback(x.shape, replicated, lambda index: x[index])
 
     return Driver(
         kind=kind,
         devices=devices,
         axis_name=AXIS,
         train_step=jax.jit(
-            _shard_map(bind(train_step), mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P())),
+            shard_map(bind(train_step), mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P())),
             donate_argnums=0,
         ),
-        eval_step=jax.jit(
-            _shard_map(bind(eval_step), mesh, in_specs=(P(), P(AXIS)), out_specs=P())
-        ),
-        put_state=lambda s: jax.device_put(s, replicated),
+        eval_step=jax.jit(shard_map(bind(eval_step), mesh, in_specs=(P(), P(AXIS)), out_specs=P())),
+        put_state=lambda s: jax.tree.map(replicate, s),
         get_state=lambda s: s,
         put_batch=put_batch,
         get_metrics=lambda m: m,

@@ -35,18 +35,18 @@ def _save(fig: Any, path: str | pathlib.Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_curves(
-    events: Sequence[dict[str, Any]], path: str | pathlib.Path, title: str = ""
-) -> None:
-    """Writes a two-panel PNG: loss (train, test) and accuracy (train, test) against step.
+def curves_figure(events: Sequence[dict[str, Any]], title: str = "") -> Any:
+    """A three-panel figure against step: loss and accuracy (train, test), learning rate.
 
     Args:
-      events: the records of `metrics.jsonl` (`"train"` events with `loss`/`accuracy`, `"eval"`
-        events with `test_loss`/`test_accuracy`).
-      path: the PNG to write.
+      events: the records of `metrics.jsonl` (`"train"` events with `loss`/`accuracy`/
+        `learning_rate`, `"eval"` events with `test_loss`/`test_accuracy`).
       title: a figure title, e.g. the model and run.
+
+    Returns:
+      The matplotlib figure (the caller saves or closes it).
     """
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
     for ax, train_key, test_key, label in (
         (ax_loss, "loss", "test_loss", "loss"),
         (ax_acc, "accuracy", "test_accuracy", "accuracy"),
@@ -54,9 +54,21 @@ def plot_curves(
         steps, values = _series(events, "train", train_key)
         ax.plot(steps, values, label=f"train {label}", linewidth=1)
         steps, values = _series(events, "eval", test_key)
-        ax.plot(steps, values, "o-", label=f"test {label}")
+        ax.plot(steps, values, "o-", markersize=3, label=f"test {label}")
         _label(ax, "step", label)
-    _save(fig, path, title)
+    steps, values = _series(events, "train", "learning_rate")
+    ax_lr.plot(steps, values, label="learning rate (logged steps)", linewidth=1)
+    _label(ax_lr, "step", "learning rate")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_curves(
+    events: Sequence[dict[str, Any]], path: str | pathlib.Path, title: str = ""
+) -> None:
+    """Writes `curves_figure(events, title)` to the PNG `path`."""
+    _save(curves_figure(events, title), path, "")
 
 
 def plot_comparison(

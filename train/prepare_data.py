@@ -26,7 +26,6 @@ For a registered tfds name (`cifar10`) the dataset gets the registered version (
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import io
 import multiprocessing
@@ -34,9 +33,11 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
@@ -46,6 +47,9 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from absl import app, flags
 from tensorflow_datasets.core.dataset_builders import adhoc_builder
+
+from train import download
+from train.quiet import quiet_libraries
 
 __all__ = ["IMAGE_SHAPE", "Item", "Source", "decode_image", "prepare", "read_source"]
 
@@ -214,14 +218,26 @@ def _to_png(args: tuple[str, bytes, bool]) -> bytes:
 
 
 def _encode_all(items: Sequence[Item], resize: bool, workers: int) -> list[bytes]:
-    """PNG bytes of every item, in order; decoded by `workers` processes for large inputs."""
+    """PNG bytes of every item, in order; decoded by `workers` processes for large inputs.
+
+    Ctrl-C stops it promptly: the workers ignore SIGINT (so only this process handles it) and
+    leaving the pool terminates them.
+    """
     args = [(item.path, item.data, resize) for item in items]
     if workers <= 1 or len(args) < _MIN_IMAGES_FOR_POOL:
         return [_to_png(a) for a in args]
     # "spawn": this may run in a process that already started threads (JAX), where fork is unsafe.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(_to_png, args, chunksize=max(64, len(args) // (8 * workers))))
+    # An ignored signal stays ignored across exec: the workers are started with SIGINT ignored.
+    main_thread = threading.current_thread() is threading.main_thread()  # signals: there only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        pool = context.Pool(workers)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    with pool:  # on leaving, even by KeyboardInterrupt: terminate()
+        return pool.map(_to_png, args, chunksize=max(64, len(args) // (8 * workers)))
 
 
 class _Builder(adhoc_builder.AdhocBuilder, skip_registration=True):
@@ -230,6 +246,12 @@ class _Builder(adhoc_builder.AdhocBuilder, skip_registration=True):
     def _split_generators(self, dl_manager):
         del dl_manager
         return dict(self._split_datasets)
+
+    def _log_download_bytes(self) -> None:
+        """Silent: tfds would print "Downloading ... Unknown size" for a local conversion."""
+
+    def _log_download_done(self) -> None:
+        """Silent: `prepare` says where the dataset is."""
 
 
 def _version_for(name: str, num_classes: int) -> str:
@@ -341,20 +363,54 @@ def prepare(
     return final
 
 
-_SOURCE = flags.DEFINE_string("source", None, "Image folder or .tar[.gz]: <split>/<class>/<image>.")
+_SOURCE = flags.DEFINE_string(
+    "source",
+    None,
+    "Image folder or .tar[.gz]: <split>/<class>/<image>. Without it: download CIFAR-10 "
+    "through tensorflow-datasets (--name=cifar10 only).",
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir to write the dataset into.")
 _NAME = flags.DEFINE_string("name", "cifar10", "Dataset name.")
 _RESIZE = flags.DEFINE_bool("resize", False, "Resize non-32x32 images (else: error).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset.")
 _WORKERS = flags.DEFINE_integer("workers", None, "Decoding processes (default: all cores).")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "Without --source: a folder holding cifar-10-binary.tar.gz already (no network needed).",
+)
+
+
+def _download(data_dir: str, name: str, manual_dir: str | None) -> None:
+    """The tfds download path (`train/download.py`), CIFAR-10 only."""
+    if name != "cifar10":
+        raise ValueError(f"without --source only --name=cifar10 can be downloaded, got {name!r}")
+    version = str(download.cifar.Cifar10.VERSION)
+    if is_prepared(data_dir, name, version):
+        print(f"{_dataset_dir(pathlib.Path(data_dir), name, version)} already holds CIFAR-10: kept")
+        return
+    print(f"downloading CIFAR-10 through tensorflow-datasets into {data_dir}")
+    try:
+        path = download.download_cifar10(data_dir, manual_dir=manual_dir)
+    except Exception as e:  # noqa: BLE001 - network and checksum errors of many kinds: one line
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"the download failed ({type(e).__name__}: {detail}); offline, convert a local copy "
+            "with --source=ARCHIVE, or put cifar-10-binary.tar.gz in --manual_dir"
+        ) from None
+    print(f"{path}: done")
 
 
 def main(argv: list[str]) -> None:
-    """Runs `prepare` from the flags; a bad source exits with a one-line error."""
+    """Runs `prepare` (or the download) from the flags; errors and Ctrl-C exit with one line."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_libraries()
     tfds.disable_progress_bar()
     try:
+        if _SOURCE.value is None:
+            _download(_DATA_DIR.value, _NAME.value, _MANUAL_DIR.value)
+            return
         prepare(
             _SOURCE.value,
             _DATA_DIR.value,
@@ -365,8 +421,11 @@ def main(argv: list[str]) -> None:
         )
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"prepare_data: error: {e}")
+    except KeyboardInterrupt:
+        print("prepare_data: interrupted; no dataset was written", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["source", "data_dir"])
+    flags.mark_flags_as_required(["data_dir"])
     app.run(main)

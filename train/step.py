@@ -116,11 +116,10 @@ def prepare_images(
     key: jax.Array | None = None,
     axis_name: str | None = None,
 ) -> jax.Array:
-    """The model's float32 input from a batch shard: uint8 augmented (or not) and normalised.
+    """The model's float32 input from a uint8 batch shard: augmented (or not) and normalised.
 
     Args:
-      images: uint8 `(B_local, H, W, 3)` (raw pixels: augmented if `augment`, then normalised)
-        or float32 (already normalised on the host: passed through).
+      images: uint8 `(B_local, H, W, 3)` raw pixels.
       augment: pad-4 random crop + flip, example `i` of the global batch drawn from
         `fold_in(key, i)`, so every driver splitting the same global batch draws the same.
       key: the step's augmentation key (`augment_key`); needed when `augment`.
@@ -130,21 +129,20 @@ def prepare_images(
       float32 `(B_local, H, W, 3)`.
 
     Raises:
-      ValueError: `augment` with float images (augment those on the host) or without `key`.
+      TypeError: `images` is not uint8.
+      ValueError: `augment` without `key`.
     """
-    if images.dtype == jnp.uint8:
-        if not augment:
-            return augment_lib.normalize(images)
-        if key is None:
-            raise ValueError("augment=True needs the step's augmentation key, got key=None")
-        offset = _first_index(images.shape[0], axis_name)
-        return augment_lib.augment(images, key, index_offset=offset)
-    if augment:
-        raise ValueError(
-            f"augment=True needs uint8 images (data.train_batches(on_device=True)), got "
-            f"{images.dtype}: float images are taken as augmented and normalised on the host"
+    if images.dtype != jnp.uint8:
+        raise TypeError(
+            f"images must be uint8 raw pixels (data.train_batches / data.eval_batches), got "
+            f"{images.dtype}"
         )
-    return images.astype(jnp.float32)
+    if not augment:
+        return augment_lib.normalize(images)
+    if key is None:
+        raise ValueError("augment=True needs the step's augmentation key, got key=None")
+    offset = _first_index(images.shape[0], axis_name)
+    return augment_lib.augment(images, key, index_offset=offset)
 
 
 def train_step(
@@ -169,8 +167,8 @@ def train_step(
 
     Args:
       state: the replicated train state.
-      batch: `image` `(B_local, H, W, C)` uint8 (raw pixels, normalised here) or float32
-        (normalised on the host), `label` `(B_local,)` int32.
+      batch: `image` `(B_local, H, W, C)` uint8 raw pixels (augmented and normalised here),
+        `label` `(B_local,)` int32.
       model: the linen model (built with `axis_name`).
       tx: the optimizer.
       learning_rate_fn: the schedule (for the logged `learning_rate` only; `tx` has its own).
@@ -232,9 +230,9 @@ def eval_step(
 
     Args:
       state: the replicated train state.
-      batch: `image` `(B_local, H, W, C)` (uint8 raw pixels, normalised here, or float32
-        normalised), `label` `(B_local,)`, `mask` `(B_local,)` (1 for
-        real examples, 0 for the padding that keeps every eval batch the same shape).
+      batch: `image` `(B_local, H, W, C)` uint8 raw pixels (normalised here), `label`
+        `(B_local,)`, `mask` `(B_local,)` (1 for real examples, 0 for the padding that keeps
+        every eval batch the same shape).
       model: the linen model.
       num_classes: number of classes.
       axis_name: the data axis, or `None`.

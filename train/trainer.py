@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -16,68 +19,66 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from sepconv_jax import cost, models
-from train import checkpoint, data, optim, parallel, plots, step
+from sepconv_jax import cost
+from train import checkpoint, data, distributed, parallel, plots, process_data, setup
+from train.atomic import write_text_atomic
 from train.metrics import (
     MetricsLog,
     NonFiniteLossError,
     TrainMeter,
     format_summary,
     progress_bar,
-    write_text_atomic,
 )
 
-__all__ = ["DTYPES", "NonFiniteLossError", "enable_compilation_cache", "train_and_evaluate"]
+__all__ = [
+    "DTYPES",
+    "Interrupted",
+    "NonFiniteLossError",
+    "enable_compilation_cache",
+    "train_and_evaluate",
+]
 
-#: Values of `config.dtype` (the compute dtype; parameters and optimizer state stay float32).
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def _check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-    """Raises ValueError naming the first bad config key."""
-    if config.dtype not in DTYPES:
-        raise ValueError(f"config.dtype must be one of {tuple(DTYPES)}, got {config.dtype!r}")
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] <= 0 or config[key] % num_devices:
-            raise ValueError(
-                f"config.{key} must be a positive multiple of the device count "
-                f"({num_devices}), got {config[key]}"
-            )
-    for key in ("num_epochs", "log_every_steps", "checkpoint_every_steps", "eval_every_epochs"):
-        if config[key] < 1:
-            raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
-    if config.max_steps < 0:
-        raise ValueError(f"config.max_steps must be >= 0 (0: no limit), got {config.max_steps}")
-    if not config.data_dir:
-        raise ValueError("config.data_dir is empty: pass --config.data_dir=DIR (a tfds data dir)")
+DTYPES = setup.DTYPES
 
 
-def _devices(kind: str, num_devices: int) -> list[jax.Device]:
-    """The first `num_devices` local devices (0: all; always one for `"jit"`)."""
-    parallel.axis_name_for(kind)  # validates config.parallel
-    available = jax.local_devices()
-    if not 0 <= num_devices <= len(available):
-        raise ValueError(
-            f"config.num_devices must be in [0, {len(available)}] (0: all), got {num_devices}"
-        )
-    return available[: 1 if kind == "jit" else (num_devices or None)]
+class Interrupted(Exception):  # noqa: N818 - what happened, not an error
+    """SIGINT or SIGTERM stopped the run; a checkpoint at `step` was saved first.
+
+    Attributes:
+      step: the step the run reached and saved.
+      exit_code: `128 + signal number` (130 for SIGINT, 143 for SIGTERM), the shell's convention.
+    """
+
+    def __init__(self, step: int, signum: int):
+        self.step = step
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted at step {step}, rerun the same command to resume")
 
 
-def enable_compilation_cache(directory: str) -> str | None:
+def enable_compilation_cache(directory: str | None, workdir: pathlib.Path) -> str | None:
     """Turns on JAX's persistent compilation cache (it also keeps XLA's GPU autotune results).
 
     Effective when set before this process compiles anything; an already configured directory
-    (e.g. from `JAX_COMPILATION_CACHE_DIR`) wins. Returns the directory in use, or `None`.
+    (e.g. from `JAX_COMPILATION_CACHE_DIR`) wins.
+
+    Args:
+      directory: `config.compilation_cache_dir`: `None` (`workdir/jax_cache`), `""` (off), or
+        a folder.
+      workdir: the run's directory.
+
+    Returns:
+      The directory in use, or `None`.
     """
     if jax.config.jax_compilation_cache_dir:
         return jax.config.jax_compilation_cache_dir
-    if not directory:
+    if directory == "":
         return None
-    path = os.path.abspath(os.path.expanduser(directory))
-    os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", path)
+    path = workdir / "jax_cache" if directory is None else pathlib.Path(directory).expanduser()
+    path = path.absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return path
+    return str(path)
 
 
 @jax.jit
@@ -88,23 +89,26 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def evaluate(
-    driver: parallel.Driver, state: Any, images: np.ndarray, labels: np.ndarray, batch_size: int
+    driver: parallel.Driver, state: Any, split: process_data.Split, batch_size: int
 ) -> dict[str, float]:
     """Test loss and accuracy over every example exactly once (fixed-shape, masked batches).
+
+    Each process feeds its rows of every batch; the sums are over all processes' devices.
 
     Raises:
       RuntimeError: the masked count differs from the number of examples.
     """
     sums = []
-    for batch in data.eval_batches(
-        images, labels, batch_size=batch_size, num_devices=driver.num_devices, on_device=True
+    rows = distributed.process_rows(driver.devices, batch_size)
+    for batch in split.eval_batches(
+        batch_size=batch_size, rows=rows, num_devices=driver.num_devices
     ):
         batch = driver.put_batch({k: batch[k] for k in ("image", "label", "mask")})
         sums.append(driver.get_metrics(driver.eval_step(state, batch)))
     sums = jax.device_get(sums)
     total = {k: float(np.sum([s[k] for s in sums])) for k in ("loss", "correct", "count")}
-    if round(total["count"]) != len(labels):
-        raise RuntimeError(f"eval counted {total['count']} examples, expected {len(labels)}")
+    if round(total["count"]) != split.num_examples:
+        raise RuntimeError(f"eval counted {total['count']} examples, expected {split.num_examples}")
     return {
         "test_loss": total["loss"] / total["count"],
         "test_accuracy": total["correct"] / total["count"],
@@ -116,133 +120,202 @@ def flops_per_image(model: Any, image_shape: tuple[int, ...]) -> float:
     return float(cost.model_cost(model, (1, *image_shape)).flops)
 
 
+def _relative(path: str | None, workdir: pathlib.Path) -> str | None:
+    """`path` relative to the workdir (what results.json records: no machine's absolute paths)."""
+    return None if path is None else os.path.relpath(path, workdir)
+
+
+def _check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> int | None:
+    """Refuses a start that would mix runs in `workdir`, touching nothing; the latest step.
+
+    Returns:
+      The latest checkpoint's step, or `None` (a fresh start).
+
+    Raises:
+      setup.ConfigError: `workdir` is a file; checkpoints there with `config.resume=False`; or a
+        saved config whose run-defining keys (`setup.RUN_KEYS`) differ from `config`.
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise setup.ConfigError(f"--workdir={workdir} exists and is not a directory")
+    latest = checkpoint.latest_step(workdir / "checkpoints")
+    if latest is None:
+        return None
+    if not config.resume:
+        raise setup.ConfigError(
+            f"{workdir / 'checkpoints'} has checkpoints (latest step {latest}) but config.resume "
+            "is False: use a new workdir or resume"
+        )
+    saved = workdir / "config.json"
+    if saved.is_file():
+        run, _ = setup.changed_keys(json.loads(saved.read_text()), config)
+        if run:
+            changes = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in run.items())
+            raise setup.ConfigError(
+                f"{workdir} holds a run with other run-defining keys: {changes}; resume it with "
+                "its own values or use a new workdir"
+            )
+    return latest
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str | os.PathLike
 ) -> dict[str, Any]:
     """Trains `config.model` on `config.dataset`, evaluating on the test split; resumable.
 
-    Writes to `workdir`: `config.json`, `checkpoints/`, `metrics.jsonl` (one JSON object per
-    log, eval or info event), `curves.png`, and at the end `results.json` (also returned).
+    The whole config and the workdir are checked first: a refused start loads nothing and
+    writes nothing. Writes to `workdir`: `config.json`, `checkpoints/`, `metrics.jsonl` (one
+    JSON object per log, eval or info event), `curves.png`, and at the end `results.json` (also
+    returned). SIGINT and SIGTERM save a checkpoint at the current step, redraw the curves and
+    raise `Interrupted`; the same call then resumes.
 
     Args:
       config: see `train/configs/default.py` for every key.
       workdir: the run's directory. If it holds a checkpoint and `config.resume`, the run
-        continues from the latest one exactly: same state, RNG and data order.
+        continues from the latest one exactly (same state, RNG and data order); the keys that
+        define the run (`setup.RUN_KEYS`) must then be the saved ones, the others may change
+        (logged). A run already complete is not redone: its `results.json` is returned as is.
 
     Returns:
       The results written to `results.json`.
 
     Raises:
-      ValueError: a bad config value, or checkpoints in `workdir` with `config.resume=False`.
-      FileNotFoundError: the dataset is missing under `config.data_dir`.
+      setup.ConfigError: a bad config value, or a workdir holding another run (a `ValueError`).
+      data.DatasetNotFoundError: the dataset is missing under `config.data_dir`.
       NonFiniteLossError: the loss, gradient or parameters became NaN/inf. The message names the
         step and the last good checkpoint, which is kept (the bad state is never saved).
+      Interrupted: SIGINT/SIGTERM (in the main thread), after the checkpoint.
     """
-    return _Run(config, pathlib.Path(workdir).expanduser().absolute()).run()
+    t_start = time.perf_counter()
+    workdir = pathlib.Path(workdir).expanduser().absolute()
+    devices = setup.check_config(config)
+    data.check_dataset(config.dataset, config.data_dir)
+    latest = _check_workdir(config, workdir)
+    splits = {
+        split: process_data.Split(config.dataset, split, config.data_dir)
+        for split in ("train", "test")
+    }
+    steps_per_epoch = splits["train"].num_examples // config.batch_size
+    if steps_per_epoch < 1:
+        raise setup.ConfigError(
+            f"config.batch_size ({config.batch_size}) exceeds the training set "
+            f"({splits['train'].num_examples} examples)"
+        )
+    schedule_steps = round(config.num_epochs * steps_per_epoch)
+    total_steps = min(schedule_steps, config.max_steps or schedule_steps)
+    results = workdir / "results.json"
+    if latest is not None and latest >= total_steps and results.is_file():
+        logging.info(
+            "%s: the run is complete (step %d of %d); its results.json is kept as it was "
+            "(a new workdir starts another run)",
+            workdir,
+            latest,
+            total_steps,
+        )
+        return json.loads(results.read_text())
+    run = _Run(config, workdir, devices, splits, steps_per_epoch, total_steps, latest, t_start)
+    return run.run()
 
 
 class _Run:
-    """One call of `train_and_evaluate`: the setup in `__init__`, the loop in `run`."""
+    """One call of `train_and_evaluate`: set up, resume, log the start; then `run` the loop."""
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: pathlib.Path):
-        self.t_start = time.perf_counter()
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        workdir: pathlib.Path,
+        devices: list[jax.Device],
+        splits: dict[str, process_data.Split],
+        steps_per_epoch: int,
+        total_steps: int,
+        resumed_from: int | None,
+        t_start: float,
+    ):
+        self.t_start = t_start
         self.config = config
         self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.cache_dir = enable_compilation_cache(config.compilation_cache_dir)
-        self.devices = _devices(config.parallel, config.num_devices)
-        _check_config(config, len(self.devices))
-        # Before anything slow or anything written: a refused start leaves the workdir as it was.
+        self.devices = devices
+        self.train_split, self.test_split = splits["train"], splits["test"]
+        self.image_shape = self.train_split.image_shape
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = total_steps
+        self.resumed_from = resumed_from
+        self.eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+        self.best = {"test_accuracy": -1.0, "step": None}
+        self.meter = TrainMeter(config.batch_size)
+        self.timing: dict[str, float | None] = {"time_to_first_step_s": None}
+        self.last_eval: dict[str, float] | None = None
+        self.last_plot = -math.inf
+        self.stop_signal: int | None = None
+        self._setup()
+        config_changes = self._resume()
+        self._log_start(config_changes)
+
+    def _setup(self) -> None:
+        """Creates the workdir, the checkpoint manager, the model, optimizer, driver and state."""
+        config = self.config
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = enable_compilation_cache(config.compilation_cache_dir, self.workdir)
         self.ckpts = checkpoint.Checkpoints(
-            workdir / "checkpoints",
+            self.workdir / "checkpoints",
             keep=config.keep_checkpoints,
             async_save=config.async_checkpointing,
         )
-        self.resumed_from = self.ckpts.latest_step()
-        if self.resumed_from is not None and not config.resume:
-            self.ckpts.close()
-            raise ValueError(
-                f"{self.ckpts.directory} has checkpoints (latest step {self.resumed_from}) "
-                "but config.resume is False: use a new workdir or resume"
-            )
+        built = setup.build(
+            config, self.devices, steps_per_epoch=self.steps_per_epoch, image_shape=self.image_shape
+        )
+        self.model, self.driver = built.model, built.driver
+        self.num_params = int(sum(x.size for x in jax.tree.leaves(built.state.params)))
+        self.log = MetricsLog(self.workdir / "metrics.jsonl", enabled=distributed.is_primary())
+        self.state = built.state
 
-        self.train_split = data.load_split(config.dataset, "train", config.data_dir)
-        self.test_split = data.load_split(config.dataset, "test", config.data_dir)
-        self.image_shape = tuple(self.train_split[0].shape[1:])
-        self.steps_per_epoch = len(self.train_split[0]) // config.batch_size
-        if self.steps_per_epoch < 1:
-            raise ValueError(
-                f"config.batch_size ({config.batch_size}) exceeds the training set "
-                f"({len(self.train_split[0])} examples)"
-            )
-        schedule_steps = config.num_epochs * self.steps_per_epoch
-        self.total_steps = min(schedule_steps, config.max_steps or schedule_steps)
-
-        schedule = optim.learning_rate_schedule(
-            optim.peak_learning_rate(
-                config.learning_rate, config.batch_size, config.lr_reference_batch_size
-            ),
-            total_steps=schedule_steps,
-            warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
-        )
-        tx = optim.create_optimizer(
-            config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        self.model_args = dict(
-            num_classes=config.num_classes,
-            conv=config.conv,
-            dropout=config.dropout,
-            dtype=DTYPES[config.dtype],
-            bn_momentum=config.bn_momentum,
-        )
-        if config.width is not None:  # else the registry variant's own width
-            self.model_args["width"] = config.width
-        axis_name = parallel.axis_name_for(config.parallel)
-        model = models.create(config.model, axis_name=axis_name, **self.model_args)
-        train_step = functools.partial(
-            step.train_step,
-            model=model,
-            tx=tx,
-            learning_rate_fn=schedule,
-            num_classes=config.num_classes,
-            label_smoothing=config.label_smoothing,
-            augment=config.augment,
-        )
-        eval_step = functools.partial(step.eval_step, model=model, num_classes=config.num_classes)
-        self.driver = parallel.make_driver(config.parallel, train_step, eval_step, self.devices)
-        state = step.create_train_state(model, tx, config.seed, self.image_shape)
-        self.num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
-        write_text_atomic(workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
-
-        self.log = MetricsLog(workdir / "metrics.jsonl")
-        self.best = {"test_accuracy": -1.0, "step": None}
-        if self.resumed_from is not None:
-            state, meta = self.ckpts.restore(self.resumed_from, state)
+    def _resume(self) -> dict[str, list[Any]]:
+        """Restores the latest checkpoint (or cuts a killed first attempt's log); the changed
+        operational keys (key → [saved, new])."""
+        changes: dict[str, list[Any]] = {}
+        if self.resumed_from is not None:  # restored as the driver lays it out (all processes)
+            target = self.driver.get_state(self.driver.put_state(self.state))
+            state, meta = self.ckpts.restore(self.resumed_from, target)
             self.best = meta["best"]
+            _, operational = setup.changed_keys(meta["config"], self.config)
+            changes = {k: list(v) for k, v in operational.items()}
             self.log.truncate_after(self.resumed_from)
             logging.info("resumed from %s", self.ckpts.path(self.resumed_from))
+            if changes:
+                logging.info("config keys changed since the checkpoint: %s", changes)
         else:  # a fresh start: drop what a killed first attempt logged
+            state = self.state
             self.log.truncate_after(-1)
         self.state = self.driver.put_state(state)
         self.step = int(jax.device_get(self.driver.get_state(self.state).step))
+        return changes
+
+    def _log_start(self, config_changes: dict[str, list[Any]]) -> None:
+        """Writes config.json and the run's info event."""
+        config = self.config
+        if distributed.is_primary():
+            write_text_atomic(
+                self.workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+            )
+        logging.info(
+            "compilation cache: %s",
+            self.cache_dir or "off (set config.compilation_cache_dir to keep compiled steps)",
+        )
         self.log.write(
             "info",
             self.step,
             model=config.model,
-            conv=config.conv,
+            conv=self.model.conv,
             params=self.num_params,
             devices=[str(d) for d in self.devices],
             parallel=config.parallel,
             steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
-            train_examples=len(self.train_split[0]),
-            test_examples=len(self.test_split[0]),
+            train_examples=self.train_split.num_examples,
+            test_examples=self.test_split.num_examples,
             resumed_from=self.resumed_from,
+            config_changes=config_changes or None,
+            compilation_cache_dir=_relative(self.cache_dir, self.workdir),
         )
-        self.meter = TrainMeter(config.batch_size)
-        self.timing: dict[str, float | None] = {"time_to_first_step_s": None}
-        self.last_eval: dict[str, float] | None = None
-        self.last_plot = -math.inf
 
     def _last_good(self) -> str:
         self.ckpts.wait()
@@ -281,7 +354,7 @@ class _Run:
     def _evaluate_and_save(self) -> None:
         self._flush()
         t = time.perf_counter()
-        metrics = evaluate(self.driver, self.state, *self.test_split, self.config.eval_batch_size)
+        metrics = evaluate(self.driver, self.state, self.test_split, self.config.eval_batch_size)
         eval_s = time.perf_counter() - t
         self.timing.setdefault("first_eval_s", eval_s)
         if metrics["test_accuracy"] >= self.best["test_accuracy"]:  # ties: the later, as orbax
@@ -304,66 +377,101 @@ class _Run:
 
     def _plot(self) -> None:
         """Redraws `curves.png` from the log (~0.5-1 s of matplotlib: throttled by the config)."""
-        title = f"{self.config.model} ({self.config.conv})"
+        if not distributed.is_primary():
+            return
+        title = f"{self.config.model} ({self.model.conv})"
         plots.plot_curves(self.log.read(), self.workdir / "curves.png", title=title)
         self.last_plot = time.perf_counter()
 
+    def _after_step(self) -> None:
+        """Logs, evaluates or checkpoints as the step's number calls for."""
+        step, config = self.step, self.config
+        if step % config.log_every_steps == 0:
+            self._flush()
+        if step == self.total_steps or step % self.eval_every == 0:
+            self._evaluate_and_save()
+        elif step % self.steps_per_epoch == 0 or step % config.checkpoint_every_steps == 0:
+            self._save()
+
     def _train_epoch(self) -> None:
         """Steps to the end of the current epoch (or `total_steps`), from wherever it stands."""
-        config = self.config
         epoch, offset = divmod(self.step, self.steps_per_epoch)
-        batches = data.train_batches(
-            *self.train_split,
-            batch_size=config.batch_size,
-            seed=config.seed,
+        batches = self.train_split.train_batches(
+            batch_size=self.config.batch_size,
+            seed=self.config.seed,
             epoch=epoch,
-            num_devices=len(self.devices),
             start_step=offset,
-            on_device=True,  # uint8; the step augments (config.augment) and normalises
+            rows=distributed.process_rows(self.devices, self.config.batch_size),
+            num_devices=len(self.devices),
         )
         batches = (
             self.driver.put_batch({"image": b["image"], "label": b["label"]}) for b in batches
         )
-        for batch in parallel.prefetch(batches):
-            t = time.perf_counter()
-            self.state, metrics = self.driver.train_step(self.state, batch)
-            first = self.timing["time_to_first_step_s"] is None
-            self.meter.add(self.step, metrics, timed=not first)
-            self.step += 1
-            self.bar.update()
-            if first:
-                jax.block_until_ready(metrics)
-                self.timing["first_step_s"] = time.perf_counter() - t
-                self.timing["time_to_first_step_s"] = time.perf_counter() - self.t_start
-                self.meter.restart_clock()
-            if self.step % config.log_every_steps == 0:
-                self._flush()
-            if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
-                return
-            if self.step % config.checkpoint_every_steps == 0:
-                self._save()
+        with contextlib.closing(parallel.prefetch(batches)) as prefetched:
+            for batch in prefetched:
+                t = time.perf_counter()
+                self.state, metrics = self.driver.train_step(self.state, batch)
+                first = self.timing["time_to_first_step_s"] is None
+                self.meter.add(self.step, self.driver.get_metrics(metrics), timed=not first)
+                self.step += 1
+                self.bar.update()
+                if first:
+                    jax.block_until_ready(metrics)
+                    self.timing["first_step_s"] = time.perf_counter() - t
+                    self.timing["time_to_first_step_s"] = time.perf_counter() - self.t_start
+                    self.meter.restart_clock()
+                self._after_step()
+                if distributed.preempted(self.step):  # SIGTERM to any of several processes
+                    self.stop_signal = signal.SIGTERM
+                if self.stop_signal is not None and self.step < self.total_steps:
+                    self._interrupt()
+                if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
+                    return
         raise RuntimeError(
             f"train_batches ended at step {self.step}, before the end of epoch {epoch} "
             f"({self.steps_per_epoch} steps per epoch)"
         )
 
+    def _interrupt(self) -> None:
+        """Saves a checkpoint at the current step, redraws the curves, raises `Interrupted`."""
+        self._save()
+        self.ckpts.wait()
+        self._plot()
+        raise Interrupted(self.step, self.stop_signal)
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM set `stop_signal` (acted on after the running step); a second SIGINT
+        interrupts at once. Only in the main thread (where Python delivers signals), and in one
+        process: with several, JAX's preemption service takes SIGTERM (`distributed.preempted`)
+        so that every process stops at the same step."""
+        if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            del frame
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
     def run(self) -> dict[str, Any]:
         """Trains to `total_steps`, evaluating and checkpointing; writes `results.json`."""
         self.bar = progress_bar(self.total_steps, self.step, self.config.progress_bar)
         try:
-            while self.step < self.total_steps:
-                self._train_epoch()
-                epochs_done = self.step // self.steps_per_epoch
-                if (
-                    self.step == self.total_steps
-                    or epochs_done % self.config.eval_every_epochs == 0
-                ):
+            with self._signals():
+                while self.step < self.total_steps:
+                    self._train_epoch()
+                if self.last_eval is None:  # resumed at the end: nothing left to train
                     self._evaluate_and_save()
-                else:
-                    self._save()
-            if self.last_eval is None:  # resumed at the end: nothing left to train
-                self._evaluate_and_save()
-            self.ckpts.wait()
+                self.ckpts.wait()
         finally:
             self.bar.close()
             self.ckpts.close()
@@ -373,7 +481,7 @@ class _Run:
         meter = self.meter
         results = {
             "model": self.config.model,
-            "conv": self.config.conv,
+            "conv": self.model.conv,
             "dataset": self.config.dataset,
             "final_test_accuracy": self.last_eval["test_accuracy"],
             "final_test_loss": self.last_eval["test_loss"],
@@ -390,15 +498,17 @@ class _Run:
             "step_time_ms": 1e3 * meter.train_s / meter.train_steps if meter.train_steps else None,
             "device_kind": self.devices[0].device_kind,
             "device_count": len(self.devices),
+            "process_count": jax.process_count(),
             "parallel": self.config.parallel,
             "dtype": self.config.dtype,
             "batch_size": self.config.batch_size,
             "jax_version": jax.__version__,
             "resumed_from": self.resumed_from,
-            "compilation_cache_dir": self.cache_dir,
+            "compilation_cache_dir": _relative(self.cache_dir, self.workdir),
         }
-        model = models.create(self.config.model, axis_name=None, **self.model_args)
+        model = setup.create_model(self.config, axis_name=None)
         results["flops_per_image"] = flops_per_image(model, self.image_shape)
         results["flops_source"] = "sepconv_jax.cost.model_cost (multiply-add = 2 FLOPs)"
-        write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
+        if distributed.is_primary():
+            write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
         return results

@@ -21,7 +21,7 @@ References:
   Applications", 2017 (section 3.1, the cost ratio `1/N + 1/D_K²`).
 """
 
-from sepconv_jax.cost.layers import (
+from sepconv_jax.cost.closed_form import (
     Cost,
     depthwise_cost,
     full_cost,
@@ -29,7 +29,7 @@ from sepconv_jax.cost.layers import (
     separable_cost,
     separable_full_ratio,
 )
-from sepconv_jax.cost.model import model_cost, xla_cost
+from sepconv_jax.cost.traced import model_cost, xla_cost
 
 __all__ = [
     "Cost",

@@ -1,4 +1,4 @@
-"""Conv geometry, what the kernels support, their tile sizes, and where `auto` takes them."""
+"""Conv geometry, what the kernels support, their tile sizes and epilogue."""
 
 from __future__ import annotations
 
@@ -11,10 +11,23 @@ from jax import lax
 from sepconv_jax import _args
 
 #: Dtypes the kernels compute in (float32 accumulation inside).
-DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+KERNEL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 #: Largest window side: every tap is unrolled into the kernel.
 MAX_WINDOW = 7
 ACTIVATIONS = (None, "relu", "relu6")
+
+
+class Epilogue(NamedTuple):
+    """What the fused kernel applies between and after its two convs:
+    `act(depthwise * scale + shift) @ pw + bias`; `None` fields are skipped.
+
+    `scale`, `shift` `(C*m,)` and `bias` `(C_out,)` are in the compute dtype.
+    """
+
+    scale: jax.Array | None = None
+    shift: jax.Array | None = None
+    bias: jax.Array | None = None
+    activation: str | None = None
 
 
 class Geometry(NamedTuple):
@@ -84,7 +97,7 @@ def unsupported_reason(
     """Why the kernels cannot run this conv (a message naming the argument), or `None`."""
     if x.ndim != 4:
         return f"x has shape {x.shape}; the Pallas kernels are 2-D only (x of shape (N, H, W, C))"
-    if jnp.dtype(x.dtype) not in DTYPES:
+    if jnp.dtype(x.dtype) not in KERNEL_DTYPES:
         return f"dtype {x.dtype} is not supported; the Pallas kernels take float32 or bfloat16"
     c = x.shape[-1]
     if dw.shape[-1] != c:
@@ -130,33 +143,6 @@ def fused_tiles(g: Geometry, c_out: int) -> Tiles:
     out_channels = _pow2(c_out, 16, 128)
     channels = _pow2(g.c, 16, 64)
     return Tiles(pixels=64, channels=channels, out_channels=out_channels, num_warps=4, num_stages=2)
-
-
-#: Where the depthwise kernel beat XLA on the H100 by a margin that held in two runs:
-#: `(H, W, C, kh, kw, sh, sw, pad_top, pad_left, dtype) -> (kernel ms, XLA ms)`. Empty: the one
-#: row that won once (8x8x512 bf16, 0.0475 vs 0.0598 ms, round 2) lost on the next machine
-#: (0.092 vs 0.049 ms, 2026-11-25; benchmarks/results/kernel-notes.md), so `auto` keeps XLA.
-DEPTHWISE_MEASURED_FASTER: dict[tuple, tuple[float, float]] = {}
-#: Where the fused kernel beat XLA's two ops: nowhere yet (round 2: 0.10-0.24x of XLA's speed,
-#: see kernel-notes.md), so `auto` never takes it.
-FUSED_MEASURED_FASTER: dict[tuple, tuple[float, float]] = {}
-#: Smallest batch the measured rows stand for (they were measured at N=256; N>=128 gives a grid
-#: of the same order).
-MIN_BATCH = 128
-
-
-def _key(g: Geometry, dtype: jnp.dtype) -> tuple:
-    return (g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, jnp.dtype(dtype).name)
-
-
-def auto_takes_depthwise(g: Geometry, dtype: jnp.dtype) -> bool:
-    """Whether `implementation='auto'` runs the depthwise kernel (on a GPU, where measured faster)."""
-    return g.n >= MIN_BATCH and _key(g, dtype) in DEPTHWISE_MEASURED_FASTER
-
-
-def auto_takes_fused(g: Geometry, c_out: int, dtype: jnp.dtype) -> bool:
-    """Whether `implementation='auto'` runs the fused kernel (on a GPU, where measured faster)."""
-    return g.n >= MIN_BATCH and (*_key(g, dtype), c_out) in FUSED_MEASURED_FASTER
 
 
 def canonical_precision(precision: lax.PrecisionLike) -> object:

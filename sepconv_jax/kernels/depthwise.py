@@ -6,9 +6,8 @@ of the `kh × kw` taps it gathers the input rows under that tap with a masked lo
 the mask: no padded copy of `x` is ever made) and accumulates in float32. Neighbouring taps and
 tiles re-read the same lines from L1/L2, so HBM sees about one read of `x` and one write of `y`.
 
-Status (H100, round 2 of benchmarks/results/kernel-notes.md): ~25 % of the bandwidth floor on
-every shape measured; faster than XLA only at 8×8×512 (0.0475 vs 0.0598 ms), which is the one
-row `config.auto_takes_depthwise` lists.
+Measurements against XLA: `benchmarks/results/kernel-notes.md`; `implementation="auto"` takes the
+kernel only where `_auto_routes.AUTO_ROUTES` has a row for it.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from sepconv_jax import _args
@@ -32,15 +32,22 @@ class Taps(NamedTuple):
     valid: tuple[jax.Array, ...]
 
 
+def index_divmod(i: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """`(i // n, i % n)` of non-negative int32 indices `i`, in int32 also under `jax_enable_x64`
+    (a Python int divisor would be int64 there, and `lax.div` takes one dtype)."""
+    d = np.int32(n)
+    return lax.div(i, d), lax.rem(i, d)
+
+
 def taps(g: Geometry, pix: jax.Array) -> Taps:
     """Row offsets (`pixel_index * C`, 0 where masked) and in-bounds masks of every tap.
 
     `pix` is `(P, 1)`: flat output pixel indices over `N × Ho × Wo`.
     """
-    n = lax.div(pix, g.ho * g.wo)
-    r = lax.rem(pix, g.ho * g.wo)
-    ih0 = lax.div(r, g.wo) * g.sh - g.pt
-    iw0 = lax.rem(r, g.wo) * g.sw - g.pl
+    n, r = index_divmod(pix, g.ho * g.wo)
+    oh, ow = index_divmod(r, g.wo)
+    ih0 = oh * g.sh - g.pt
+    iw0 = ow * g.sw - g.pl
     live = pix < g.pixels
     rows, valid = [], []
     for i in range(g.kh):
@@ -101,8 +108,9 @@ def store_offsets(pix: jax.Array, width: int, idx: jax.Array, ok: jax.Array | No
 def _kernel(x_ref, w_ref, o_ref, *, g: Geometry, t: Tiles):
     n_ct = -(-g.c // t.channels)
     pid = backend.program_id()
-    pix = lax.div(pid, n_ct) * t.pixels + lax.broadcasted_iota(jnp.int32, (t.pixels, 1), 0)
-    c_idx, c_ok = channel_lanes(lax.rem(pid, n_ct) * t.channels, t.channels, g.c)
+    pix_tile, c_tile = index_divmod(pid, n_ct)
+    pix = pix_tile * t.pixels + lax.broadcasted_iota(jnp.int32, (t.pixels, 1), 0)
+    c_idx, c_ok = channel_lanes(c_tile * t.channels, t.channels, g.c)
     acc = depthwise_tile(x_ref, w_ref, g, taps(g, pix), c_idx, c_ok)
     offs, mask = store_offsets(pix, g.c, c_idx, c_ok, g.pixels * g.c)
     backend.store(o_ref, offs, acc.astype(o_ref.dtype), mask)

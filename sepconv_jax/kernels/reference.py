@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args, ops
+from sepconv_jax import _args, _depthwise_paths
 
 
 def activate(h: jax.Array, activation: str | None) -> jax.Array:
@@ -51,7 +51,7 @@ def depthwise(
     precision: lax.PrecisionLike,
 ) -> jax.Array:
     """The XLA depthwise conv (dilation 1) on validated arguments."""
-    return ops._xla_depthwise(x, dw, strides, padding, (1,) * len(strides), precision)
+    return _depthwise_paths.xla_depthwise(x, dw, strides, padding, (1,) * len(strides), precision)
 
 
 def fused(

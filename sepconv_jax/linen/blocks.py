@@ -10,27 +10,27 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv_jax import _args
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _args, _norm
+from sepconv_jax import _layer_specs as specs
 from sepconv_jax._args import PaddingLike
-from sepconv_jax.linen.convs import DepthwiseConv, PointwiseConv, _where
+from sepconv_jax.linen.convs import DepthwiseConv, PointwiseConv
+from sepconv_jax.linen.spec_module import describe
 
 #: A block's `norm`: `"batch"`, `None`, or a factory called as `norm(name=...)`.
 NormLike = str | Callable[..., nn.Module] | None
 
 
 def _batch_norm(block: Any, x: jax.Array, train: bool, name: str) -> jax.Array:
-    """`nn.BatchNorm` named `name` in `block`, computed in float32, returned in `x.dtype`."""
-    bn = nn.BatchNorm(
-        use_running_average=not train,
+    """The block's float32 BatchNorm named `name`, with the block's settings."""
+    return _norm.batch_norm(
+        x,
+        train,
+        name=name,
         momentum=block.momentum,
         epsilon=block.epsilon,
         axis_name=block.axis_name,
-        dtype=jnp.float32,
         param_dtype=block.param_dtype,
-        name=name,
     )
-    return mu.in_float32(bn, x)
 
 
 class SeparableBlock(nn.Module):
@@ -86,12 +86,12 @@ class SeparableBlock(nn.Module):
     padding: PaddingLike = "SAME"
     dilation: int | Sequence[int] = 1
     norm: NormLike = "batch"
-    act: mu.Act | None = nn.relu
+    act: specs.Act | None = nn.relu
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -107,11 +107,11 @@ class SeparableBlock(nn.Module):
         Raises:
           ValueError: non-positive `features`, an unknown `norm`, or as `DepthwiseConv`.
         """
-        where = _where(self)
-        mu.positive_int(self.features, "features", where)
-        mu.check_norm(self.norm, where)
+        where = describe(self)
+        _args.positive_int(self.features, "features", where)
+        _norm.check_norm(self.norm, where)
         normed = self.norm is not None
-        act = mu.identity if self.act is None else self.act
+        act = specs.identity if self.act is None else self.act
         conv = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
         h = DepthwiseConv(
             self.kernel_size,
@@ -178,12 +178,12 @@ class InvertedResidual(nn.Module):
     expansion: int = 6
     strides: int | Sequence[int] = 1
     kernel_size: int | Sequence[int] = 3
-    act: mu.Act = nn.relu6
+    act: specs.Act = nn.relu6
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -198,11 +198,13 @@ class InvertedResidual(nn.Module):
         Raises:
           ValueError: non-positive `features` or `expansion`, or as `DepthwiseConv`.
         """
-        where = _where(self)
-        features = mu.positive_int(self.features, "features", where)
-        expansion = mu.positive_int(self.expansion, "expansion", where)
+        where = describe(self)
+        features = _args.positive_int(self.features, "features", where)
+        expansion = _args.positive_int(self.expansion, "expansion", where)
         x = jnp.asarray(x)
-        strides = _args.normalize_tuple(self.strides, mu.spatial_dims(x, where), "strides")
+        strides = _args.normalize_tuple(
+            self.strides, _args.spatial_dims(x.shape, "x", where), "strides"
+        )
         conv = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
         h = x
         if expansion != 1:

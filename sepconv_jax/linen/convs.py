@@ -10,15 +10,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _module_utils as mu
-from sepconv_jax import ops
+from sepconv_jax import _layer_specs as specs
 from sepconv_jax._args import PaddingLike
-
-
-def _where(module: nn.Module) -> str:
-    """`"DepthwiseConv 'block0/depthwise'"`: the class and, when bound, the module path."""
-    path = "/".join(module.scope.path) if module.scope is not None else ""
-    return f"{type(module).__name__} {path!r}" if path else type(module).__name__
+from sepconv_jax.linen import spec_module
 
 
 class DepthwiseConv(nn.Module):
@@ -41,7 +35,7 @@ class DepthwiseConv(nn.Module):
         type).
       param_dtype: parameter dtype. Defaults to float32.
       precision: passed to the convolution.
-      kernel_init: defaults to He normal with fan_in = prod(window) (see `_module_utils`).
+      kernel_init: defaults to He normal with fan_in = prod(window) (see `_layer_specs`).
       bias_init: defaults to zeros.
       implementation: `"auto"`, `"xla"`, `"pallas"` or `"taps"`, as `ops.depthwise_conv`.
 
@@ -62,11 +56,11 @@ class DepthwiseConv(nn.Module):
     padding: PaddingLike = "SAME"
     dilation: int | Sequence[int] = 1
     use_bias: bool = False
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
-    kernel_init: mu.Initializer = mu.default_depthwise_init
-    bias_init: mu.Initializer = mu.default_bias_init
+    kernel_init: specs.Initializer = specs.default_depthwise_init
+    bias_init: specs.Initializer = specs.default_bias_init
     implementation: str = "auto"
 
     @nn.compact
@@ -77,28 +71,7 @@ class DepthwiseConv(nn.Module):
           ValueError: `x` not of rank 3-5, a `kernel_size` of the wrong length, a non-positive
             `channel_multiplier`, or bad strides, padding or dilation.
         """
-        where = _where(self)
-        x = jnp.asarray(x)
-        window = mu.window(self.kernel_size, mu.spatial_dims(x, where), where)
-        m = mu.positive_int(self.channel_multiplier, "channel_multiplier", where)
-        features = x.shape[-1] * m
-        kernel = self.param(
-            "depthwise_kernel", self.kernel_init, (*window, 1, features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x, kernel, bias = mu.promote(x, kernel, bias, dtype=self.dtype)
-        y = ops.depthwise_conv(
-            x,
-            kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation=self.dilation,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        return mu.add_bias(y, bias)
+        return spec_module.apply(self, specs.DepthwiseSpec, x)
 
 
 class PointwiseConv(nn.Module):
@@ -126,11 +99,11 @@ class PointwiseConv(nn.Module):
 
     features: int
     use_bias: bool = True
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
-    kernel_init: mu.Initializer = mu.default_pointwise_init
-    bias_init: mu.Initializer = mu.default_bias_init
+    kernel_init: specs.Initializer = specs.default_pointwise_init
+    bias_init: specs.Initializer = specs.default_bias_init
 
     @nn.compact
     def __call__(self, x: ArrayLike) -> jax.Array:
@@ -139,19 +112,7 @@ class PointwiseConv(nn.Module):
         Raises:
           ValueError: non-positive `features`, or `x` without a channel axis.
         """
-        where = _where(self)
-        features = mu.positive_int(self.features, "features", where)
-        x = jnp.asarray(x)
-        if x.ndim < 1:
-            raise ValueError(f"{where}: x must have a channel (last) axis, got shape {x.shape}")
-        kernel = self.param(
-            "pointwise_kernel", self.kernel_init, (x.shape[-1], features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x, kernel, bias = mu.promote(x, kernel, bias, dtype=self.dtype)
-        return mu.add_bias(ops.pointwise_conv(x, kernel, precision=self.precision), bias)
+        return spec_module.apply(self, specs.PointwiseSpec, x, spatial=False)
 
 
 class SeparableConv(nn.Module):
@@ -195,12 +156,12 @@ class SeparableConv(nn.Module):
     padding: PaddingLike = "SAME"
     dilation: int | Sequence[int] = 1
     use_bias: bool = True
-    dtype: mu.Dtype | None = None
-    param_dtype: mu.Dtype = jnp.float32
+    dtype: specs.Dtype | None = None
+    param_dtype: specs.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
-    depthwise_init: mu.Initializer = mu.default_depthwise_init
-    pointwise_init: mu.Initializer = mu.default_pointwise_init
-    bias_init: mu.Initializer = mu.default_bias_init
+    depthwise_init: specs.Initializer = specs.default_depthwise_init
+    pointwise_init: specs.Initializer = specs.default_pointwise_init
+    bias_init: specs.Initializer = specs.default_bias_init
     implementation: str = "auto"
 
     @nn.compact
@@ -210,30 +171,4 @@ class SeparableConv(nn.Module):
         Raises:
           ValueError: as `DepthwiseConv`, or non-positive `features`.
         """
-        where = _where(self)
-        features = mu.positive_int(self.features, "features", where)
-        x = jnp.asarray(x)
-        window = mu.window(self.kernel_size, mu.spatial_dims(x, where), where)
-        m = mu.positive_int(self.channel_multiplier, "channel_multiplier", where)
-        hidden = x.shape[-1] * m
-        dw = self.param(
-            "depthwise_kernel", self.depthwise_init, (*window, 1, hidden), self.param_dtype
-        )
-        pw = self.param(
-            "pointwise_kernel", self.pointwise_init, (hidden, features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x, dw, pw, bias = mu.promote(x, dw, pw, bias, dtype=self.dtype)
-        y = ops.separable_conv(
-            x,
-            dw,
-            pw,
-            strides=self.strides,
-            padding=self.padding,
-            dilation=self.dilation,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        return mu.add_bias(y, bias)
+        return spec_module.apply(self, specs.SeparableSpec, x)

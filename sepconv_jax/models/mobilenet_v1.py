@@ -9,7 +9,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from sepconv_jax import linen as sl
-from sepconv_jax.models import layers
+from sepconv_jax.models import common
 
 #: pytorch-cifar's MobileNet blocks as `(features, strides)`; the stem gives 32 channels.
 CIFAR_CFG: tuple[tuple[int, int], ...] = (
@@ -42,7 +42,7 @@ class MobileNetV1(nn.Module):
     pytorch-cifar's net); the full twin has 28,279,338.
 
     `conv="full"` builds the twin: every `SeparableBlock` becomes a full 3×3 conv with the same
-    input/output channels and stride → BN → ReLU (`layers.ConvNormAct`), for comparing the
+    input/output channels and stride → BN → ReLU (`common.ConvNormAct`), for comparing the
     separable net with the standard-conv net it approximates.
 
     Padding is `"SAME"`: at stride 2 on even inputs it pads (0, 1) where PyTorch pads (1, 1);
@@ -89,8 +89,8 @@ class MobileNetV1(nn.Module):
     dropout: float = 0.0
     conv: str = "separable"
     cfg: tuple[tuple[int, int], ...] = CIFAR_CFG
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     axis_name: str | None = None
     bn_momentum: float = 0.9
@@ -98,7 +98,7 @@ class MobileNetV1(nn.Module):
     implementation: str = "auto"
 
     def __post_init__(self) -> None:
-        layers.check_model_fields(
+        common.check_model_fields(
             num_classes=self.num_classes,
             width=self.width,
             dropout=self.dropout,
@@ -122,9 +122,9 @@ class MobileNetV1(nn.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = layers.check_images(x, dtype, "MobileNetV1")
-        common = dict(
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = common.check_images(x, dtype, "MobileNetV1")
+        shared = dict(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
             axis_name=self.axis_name,
@@ -132,11 +132,11 @@ class MobileNetV1(nn.Module):
             param_dtype=self.param_dtype,
             precision=self.precision,
         )
-        x = layers.ConvNormAct(self._ch(STEM_FEATURES), 3, name="stem", **common)(x, train)
+        x = common.ConvNormAct(self._ch(STEM_FEATURES), 3, name="stem", **shared)(x, train)
         for i, (features, strides) in enumerate(self.cfg):
             if self.conv == "full":
-                block = layers.ConvNormAct(
-                    self._ch(features), 3, strides, name=f"block{i}", **common
+                block = common.ConvNormAct(
+                    self._ch(features), 3, strides, name=f"block{i}", **shared
                 )
             else:
                 block = sl.SeparableBlock(
@@ -145,10 +145,10 @@ class MobileNetV1(nn.Module):
                     strides=strides,
                     implementation=self.implementation,
                     name=f"block{i}",
-                    **common,
+                    **shared,
                 )
             x = block(x, train)
-        return layers.classifier_head(
+        return common.classifier_head(
             x,
             train,
             num_classes=self.num_classes,
@@ -157,4 +157,4 @@ class MobileNetV1(nn.Module):
         )
 
     def _ch(self, features: int) -> int:
-        return layers.make_divisible(features * self.width)
+        return common.make_divisible(features * self.width)

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from sepconv_jax import _norm
 from sepconv_jax import linen as sl
-from sepconv_jax.models import layers
+from sepconv_jax.models import common
 
 #: pytorch-cifar's blocks as `(expansion, features, num_blocks, strides)`; the second stage has
 #: stride 1 (the paper's ImageNet net: 2) so that 32×32 inputs end on a 4×4 map.
@@ -33,9 +34,9 @@ def check_fields(model: object, name: str) -> None:
     """Validates a MobileNetV2's fields (shared by the linen and nnx builds).
 
     Raises:
-      ValueError: a bad shared field (see `layers.check_model_fields`) or an unknown `shortcut`.
+      ValueError: a bad shared field (see `common.check_model_fields`) or an unknown `shortcut`.
     """
-    layers.check_model_fields(
+    common.check_model_fields(
         num_classes=model.num_classes,
         width=model.width,
         dropout=model.dropout,
@@ -51,7 +52,7 @@ def block_plan(
 ) -> list[tuple[int, int, int]]:
     """Expands `cfg` into one `(expansion, features, strides)` per block, channels rounded."""
     return [
-        (t, layers.make_divisible(c * width), s if i == 0 else 1)
+        (t, common.make_divisible(c * width), s if i == 0 else 1)
         for t, c, n, s in cfg
         for i in range(n)
     ]
@@ -59,8 +60,8 @@ def block_plan(
 
 def channels(width: float) -> tuple[int, int]:
     """The stem and last-conv channels at `width` (the last never below 1280, as torchvision)."""
-    stem = layers.make_divisible(STEM_FEATURES * width)
-    return stem, layers.make_divisible(LAST_FEATURES * max(1.0, width))
+    stem = common.make_divisible(STEM_FEATURES * width)
+    return stem, common.make_divisible(LAST_FEATURES * max(1.0, width))
 
 
 class FullInvertedResidual(nn.Module):
@@ -79,12 +80,12 @@ class FullInvertedResidual(nn.Module):
     expansion: int = 6
     strides: int = 1
     kernel_size: int = 3
-    act: layers.Act = nn.relu6
+    act: common.Act = nn.relu6
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
 
     @nn.compact
@@ -106,8 +107,8 @@ class FullInvertedResidual(nn.Module):
                 precision=self.precision,
                 name="expand",
             )(h)
-            h = self.act(layers.batch_norm(h, train, name="expand_norm", **norm))
-        h = layers.conv_norm(
+            h = self.act(_norm.batch_norm(h, train, name="expand_norm", **norm))
+        h = common.conv_norm(
             h,
             train,
             self.features,
@@ -123,7 +124,7 @@ class FullInvertedResidual(nn.Module):
         return h
 
 
-class Bottleneck(nn.Module):
+class CifarBlock(nn.Module):
     """One MobileNetV2 block as pytorch-cifar builds it, around the library's `InvertedResidual`.
 
     pytorch-cifar's block differs from the paper's (and `InvertedResidual`'s) in two ways, both
@@ -147,12 +148,12 @@ class Bottleneck(nn.Module):
     shortcut: str = "projection"
     always_expand: bool = True
     kernel_size: int = 3
-    act: layers.Act = nn.relu
+    act: common.Act = nn.relu
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: str = "auto"
 
@@ -170,7 +171,7 @@ class Bottleneck(nn.Module):
         h = x
         if self.expansion == 1 and self.always_expand:
             h = sl.PointwiseConv(c_in, use_bias=False, name="expand", **dense)(h)
-            h = self.act(layers.batch_norm(h, train, name="expand_norm", **norm))
+            h = self.act(_norm.batch_norm(h, train, name="expand_norm", **norm))
         core_args = dict(
             expansion=self.expansion,
             strides=self.strides,
@@ -190,7 +191,7 @@ class Bottleneck(nn.Module):
             y = core(h, train)
         if self.shortcut == "projection" and self.strides == 1 and c_in != self.features:
             s = sl.PointwiseConv(self.features, use_bias=False, name="shortcut", **dense)(x)
-            y = y + layers.batch_norm(s, train, name="shortcut_norm", **norm)
+            y = y + _norm.batch_norm(s, train, name="shortcut_norm", **norm)
         return y
 
 
@@ -198,7 +199,7 @@ class MobileNetV2(nn.Module):
     """MobileNetV2 for 32×32 images, as pytorch-cifar's `MobileNetV2` (2,296,922 parameters).
 
     Stem: 3×3 conv (32 channels, stride 1) → BN → act. Then the blocks of `cfg` (see
-    `Bottleneck`: the library's `InvertedResidual` plus pytorch-cifar's projection shortcut and
+    `CifarBlock`: the library's `InvertedResidual` plus pytorch-cifar's projection shortcut and
     expansion conv at expansion 1), a 1×1 conv 320 → 1280 → BN → act, a global average pool
     (over the final 4×4 map for 32×32 inputs), dropout and a Dense classifier. The activation is
     ReLU as in pytorch-cifar (the paper: ReLU6). Parameters at `num_classes=10`, `width=1.0`:
@@ -257,9 +258,9 @@ class MobileNetV2(nn.Module):
     shortcut: str = "projection"
     always_expand: bool = True
     cfg: tuple[tuple[int, int, int, int], ...] = CIFAR_CFG
-    act: layers.Act = nn.relu
-    dtype: layers.Dtype | None = None
-    param_dtype: layers.Dtype = jnp.float32
+    act: common.Act = nn.relu
+    dtype: common.Dtype | None = None
+    param_dtype: common.Dtype = jnp.float32
     precision: lax.PrecisionLike = None
     axis_name: str | None = None
     bn_momentum: float = 0.9
@@ -285,9 +286,9 @@ class MobileNetV2(nn.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        dtype = layers.compute_dtype(self.dtype, self.param_dtype)
-        x = layers.check_images(x, dtype, "MobileNetV2")
-        common = dict(
+        dtype = common.compute_dtype(self.dtype, self.param_dtype)
+        x = common.check_images(x, dtype, "MobileNetV2")
+        shared = dict(
             act=self.act,
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
@@ -297,9 +298,9 @@ class MobileNetV2(nn.Module):
             precision=self.precision,
         )
         stem, last = channels(self.width)
-        x = layers.ConvNormAct(stem, 3, name="stem", **common)(x, train)
+        x = common.ConvNormAct(stem, 3, name="stem", **shared)(x, train)
         for i, (t, c, s) in enumerate(block_plan(self.cfg, self.width)):
-            x = Bottleneck(
+            x = CifarBlock(
                 c,
                 t,
                 s,
@@ -308,10 +309,10 @@ class MobileNetV2(nn.Module):
                 always_expand=self.always_expand,
                 implementation=self.implementation,
                 name=f"block{i}",
-                **common,
+                **shared,
             )(x, train)
-        x = layers.ConvNormAct(last, 1, name="last", **common)(x, train)
-        return layers.classifier_head(
+        x = common.ConvNormAct(last, 1, name="last", **shared)(x, train)
+        return common.classifier_head(
             x,
             train,
             num_classes=self.num_classes,

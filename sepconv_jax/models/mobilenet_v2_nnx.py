@@ -1,4 +1,12 @@
-"""MobileNetV2 for CIFAR built from `sepconv_jax.nnx` modules: the linen model's structure in nnx."""
+"""MobileNetV2 for CIFAR built from `sepconv_jax.nnx` modules: the linen model's structure in nnx.
+
+The nnx MobileNetV2 is nnx-native (nnx variable paths, `model.train()` / `model.eval()`) and
+shares with the linen model what defines it: the plan (`block_plan`, `channels`,
+`check_fields`), the library's nnx `InvertedResidual` and the one float32 BatchNorm (`_norm`);
+`load_linen` maps linen variables onto it path for path. Flax's `nnx.bridge.ToNNX` would wrap
+the linen model instead, with linen's variable paths and its `train` argument: the way to run
+MobileNetV1 (which has no nnx twin) under nnx.
+"""
 
 from __future__ import annotations
 
@@ -11,30 +19,16 @@ from flax import nnx, traverse_util
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _norm
 from sepconv_jax import nnx as snnx
-from sepconv_jax.models import layers
+from sepconv_jax.models import common
 from sepconv_jax.models import mobilenet_v2 as v2
-
-
-class BatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` computed in float32 and returned in the input's dtype (same variables).
-
-    As the library's blocks and `layers.batch_norm`: nnx's BatchNorm mixes a bfloat16 input
-    with its float32 statistics, which strict dtype promotion rejects.
-    """
-
-    def __init__(self, num_features: int, **kwargs: Any):
-        super().__init__(num_features, dtype=jnp.float32, **kwargs)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return mu.in_float32(super().__call__, x)
 
 
 class _Settings:
     """BatchNorm, dtype and precision settings shared by every layer of one model."""
 
-    def __init__(self, model: MobileNetV2, dtype: layers.Dtype):
+    def __init__(self, model: MobileNetV2, dtype: common.Dtype):
         self.act = model.act
         self.norm = dict(
             momentum=model.bn_momentum,
@@ -47,18 +41,18 @@ class _Settings:
 
 def _expansion(
     in_features: int, out_features: int, present: bool, settings: _Settings, rngs: nnx.Rngs
-) -> tuple[snnx.PointwiseConv | None, BatchNorm | None]:
+) -> tuple[snnx.PointwiseConv | None, _norm.BatchNorm | None]:
     """A 1×1 conv (no bias) and its BatchNorm, or `(None, None)` where the block has none."""
     if not present:
         return None, None
     conv = snnx.PointwiseConv(
         in_features, out_features, use_bias=False, rngs=rngs, **settings.dense
     )
-    return conv, BatchNorm(out_features, rngs=rngs, **settings.norm)
+    return conv, _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
 
 
 class ConvNormAct(nnx.Module):
-    """nnx twin of `layers.ConvNormAct`: full K×K conv (no bias) → BatchNorm → act (or none)."""
+    """nnx twin of `common.ConvNormAct`: full K×K conv (no bias) → BatchNorm → act (or none)."""
 
     def __init__(
         self,
@@ -66,7 +60,7 @@ class ConvNormAct(nnx.Module):
         out_features: int,
         kernel_size: int,
         strides: int,
-        act: layers.Act | None,
+        act: common.Act | None,
         settings: _Settings,
         *,
         rngs: nnx.Rngs,
@@ -75,7 +69,7 @@ class ConvNormAct(nnx.Module):
         self.conv = nnx.Conv(
             in_features, out_features, (k, k), strides, use_bias=False, rngs=rngs, **settings.dense
         )
-        self.norm = BatchNorm(out_features, rngs=rngs, **settings.norm)
+        self.norm = _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
         self.act = act
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -103,7 +97,7 @@ class FullInvertedResidual(nnx.Module):
         self.conv = nnx.Conv(
             hidden, out_features, (3, 3), strides, use_bias=False, rngs=rngs, **settings.dense
         )
-        self.conv_norm = BatchNorm(out_features, rngs=rngs, **settings.norm)
+        self.conv_norm = _norm.BatchNorm(out_features, rngs=rngs, **settings.norm)
         self.act = settings.act
         self.residual = strides == 1 and in_features == out_features
 
@@ -113,8 +107,8 @@ class FullInvertedResidual(nnx.Module):
         return h + x if self.residual else h
 
 
-class Bottleneck(nnx.Module):
-    """nnx twin of `mobilenet_v2.Bottleneck`: pre-expansion, `core`, projection shortcut."""
+class CifarBlock(nnx.Module):
+    """nnx twin of `mobilenet_v2.CifarBlock`: pre-expansion, `core`, projection shortcut."""
 
     def __init__(
         self,
@@ -202,9 +196,9 @@ class MobileNetV2(nnx.Module):
         shortcut: str = "projection",
         always_expand: bool = True,
         cfg: tuple[tuple[int, int, int, int], ...] = v2.CIFAR_CFG,
-        act: layers.Act = nnx.relu,
-        dtype: layers.Dtype | None = None,
-        param_dtype: layers.Dtype = jnp.float32,
+        act: common.Act = nnx.relu,
+        dtype: common.Dtype | None = None,
+        param_dtype: common.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
         axis_name: str | None = None,
         bn_momentum: float = 0.9,
@@ -226,7 +220,7 @@ class MobileNetV2(nnx.Module):
         self.stem = ConvNormAct(in_features, stem, 3, 1, act, settings, rngs=rngs)
         blocks, c_in = [], stem
         for t, c, s in v2.block_plan(cfg, width):
-            blocks.append(Bottleneck(c_in, c, t, s, self, settings, rngs=rngs))
+            blocks.append(CifarBlock(c_in, c, t, s, self, settings, rngs=rngs))
             c_in = c
         self.blocks = nnx.List(blocks)
         self.last = ConvNormAct(c_in, last, 1, 1, act, settings, rngs=rngs)
@@ -242,7 +236,7 @@ class MobileNetV2(nnx.Module):
         Raises:
           ValueError: `x` not 4-D. TypeError: `x` not floating.
         """
-        x = self.stem(layers.check_images(x, self.dtype, "nnx MobileNetV2"))
+        x = self.stem(common.check_images(x, self.dtype, "nnx MobileNetV2"))
         for block in self.blocks:
             x = block(x)
         x = self.last(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -9,17 +10,18 @@ from typing import Any
 import flax.linen as nn
 from flax import nnx
 
-from sepconv_jax.models import mobilenet_v1, mobilenet_v2
+from sepconv_jax.models import (
+    convnext,
+    efficientnet,
+    mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v2_imagenet,
+    mobilenet_v2_nnx,
+    mobilenet_v3,
+)
 
 _V1_TINY = dict(width=0.25, cfg=mobilenet_v1.TINY_CFG)
 _V2_TINY = dict(width=0.25, cfg=mobilenet_v2.TINY_CFG)
-
-
-def _mobilenet_v2_nnx(**kwargs: Any) -> nnx.Module:
-    """The nnx MobileNetV2 (imported on use: linen users need not load the nnx modules)."""
-    from sepconv_jax.models import mobilenet_v2_nnx
-
-    return mobilenet_v2_nnx.MobileNetV2(**kwargs)
 
 
 _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
@@ -34,9 +36,36 @@ _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
     ),
     "mobilenet_v2_tiny": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY),
     "mobilenet_v2_tiny_full": functools.partial(mobilenet_v2.MobileNetV2, **_V2_TINY, conv="full"),
-    "mobilenet_v2_nnx": _mobilenet_v2_nnx,
-    "mobilenet_v2_tiny_nnx": functools.partial(_mobilenet_v2_nnx, **_V2_TINY),
+    "mobilenet_v2_nnx": mobilenet_v2_nnx.MobileNetV2,
+    "mobilenet_v2_tiny_nnx": functools.partial(mobilenet_v2_nnx.MobileNetV2, **_V2_TINY),
+    "mobilenet_v2_imagenet": mobilenet_v2_imagenet.MobileNetV2Imagenet,
+    "mobilenet_v3_small": functools.partial(mobilenet_v3.MobileNetV3, variant="small"),
+    "mobilenet_v3_large": functools.partial(mobilenet_v3.MobileNetV3, variant="large"),
+    **{
+        f"efficientnet_{v}": functools.partial(efficientnet.EfficientNet, variant=v)
+        for v in ("b0", "b1", "b2", "b3")
+    },
+    "convnext_tiny": functools.partial(convnext.ConvNeXt, variant="tiny"),
 }
+
+
+def _fixed(name: str) -> dict[str, Any]:
+    """The fields a linen `name` fixes: its `conv` ("full" for the `*_full` twins, else
+    "separable"). The nnx names have no `_full` twin registered: they take `conv`; models
+    without a `conv` field fix nothing."""
+    fields = _fields(name)
+    if name.endswith("_nnx") or fields is None or "conv" not in fields:
+        return {}
+    return {"conv": "full" if name.endswith("_full") else "separable"}
+
+
+def _fields(name: str) -> list[str] | None:
+    """The keyword arguments the model `name` accepts (its dataclass fields), or None if unknown."""
+    factory = _MODELS[name]
+    cls = factory.func if isinstance(factory, functools.partial) else factory
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent",))
 
 
 def list_models() -> list[str]:
@@ -65,8 +94,10 @@ def create(name: str, **kwargs: Any) -> nn.Module | nnx.Module:
       The model.
 
     Raises:
-      ValueError: unknown `name` (the message lists the known ones), or bad field values.
-      TypeError: an unknown keyword, or `rngs` missing for an nnx model.
+      ValueError: unknown `name` (the message lists the known ones), a `conv` that contradicts
+        the name (`create("mobilenet_v2_full", conv="separable")`), or bad field values.
+      TypeError: an unknown keyword (the message lists the fields), or `rngs` missing for an
+        nnx model.
 
     Examples:
       >>> model = create("mobilenet_v2", num_classes=100)
@@ -77,4 +108,18 @@ def create(name: str, **kwargs: Any) -> nn.Module | nnx.Module:
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    for key, value in _fixed(name).items():
+        if key in kwargs and kwargs[key] != value:
+            twin = name.removesuffix("_full") if value == "full" else f"{name}_full"
+            hint = f"use {twin!r}" if twin in _MODELS else "use the name of the other variant"
+            raise ValueError(
+                f"model {name!r} has {key}={value!r}; got {key}={kwargs[key]!r}: {hint} "
+                f"(or drop {key})"
+            )
+    fields = _fields(name)
+    unknown = sorted(set(kwargs) - set(fields)) if fields is not None else []
+    if unknown:
+        raise TypeError(
+            f"model {name!r} got unknown keyword(s) {unknown}; its fields are: {', '.join(fields)}"
+        )
     return _MODELS[name](**kwargs)

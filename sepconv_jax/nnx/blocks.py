@@ -10,30 +10,13 @@ from flax import nnx
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _module_utils as mu
+from sepconv_jax import _args, _norm
+from sepconv_jax import _layer_specs as specs
 from sepconv_jax._args import PaddingLike
-from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv, _check_x
+from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv
 
 #: A block's `norm`: `"batch"`, `None`, or a factory called as `norm(num_features, rngs=rngs)`.
 NormLike = str | Callable[..., nnx.Module] | None
-
-
-class _BatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` computed in float32 and returned in the input's dtype (same variables).
-
-    nnx's BatchNorm mixes a bfloat16 input or bfloat16 params with its float32 statistics,
-    which strict dtype promotion rejects; normalising in float32 is the more accurate anyway.
-    """
-
-    def __call__(
-        self,
-        x: jax.Array,
-        use_running_average: bool | None = None,
-        *,
-        mask: jax.Array | None = None,
-    ) -> jax.Array:
-        parent = super().__call__
-        return mu.in_float32(lambda h: parent(h, use_running_average, mask=mask), x)
 
 
 def _make_norm(
@@ -43,18 +26,17 @@ def _make_norm(
     momentum: float,
     epsilon: float,
     axis_name: str | None,
-    param_dtype: mu.Dtype,
+    param_dtype: specs.Dtype,
     rngs: nnx.Rngs,
 ) -> nnx.Module | None:
     if norm is None:
         return nnx.data(None)
     if isinstance(norm, str):
-        return _BatchNorm(
+        return _norm.BatchNorm(
             num_features,
             momentum=momentum,
             epsilon=epsilon,
             axis_name=axis_name,
-            dtype=jnp.float32,
             param_dtype=param_dtype,
             rngs=rngs,
         )
@@ -85,22 +67,12 @@ class SeparableBlock(nnx.Module):
 
     Args:
       in_features: input channels `C`.
-      out_features: output channels.
-      kernel_size: depthwise window, int or one per spatial dim. Defaults to 3.
-      strides: depthwise stride. Defaults to 1.
-      channel_multiplier: depthwise filters per input channel. Defaults to 1.
-      padding: depthwise padding, as `ops.depthwise_conv`. Defaults to `"SAME"`.
-      dilation: depthwise dilation. Defaults to 1.
+      out_features: output channels (linen's `features`).
+      kernel_size, strides, channel_multiplier, padding, dilation, act, momentum, epsilon,
+        axis_name, dtype, param_dtype, precision, implementation: as the linen class's fields
+        (`act` defaults to `nnx.relu`).
       norm: `"batch"` (default: `nnx.BatchNorm`, computed in float32), `None` (no norm), or a
         factory called as `norm(num_features, rngs=rngs)` (e.g. `nnx.LayerNorm`).
-      act: activation after each norm, or `None` for none. Defaults to `nnx.relu`.
-      momentum: BatchNorm running-average momentum. Defaults to 0.9 (PyTorch's).
-      epsilon: BatchNorm epsilon. Defaults to 1e-5.
-      axis_name: BatchNorm's named axis for cross-device statistics, or `None`.
-      dtype: compute dtype. Defaults to `None` (the promoted type of `x` and params).
-      param_dtype: parameter dtype. Defaults to float32.
-      precision: passed to both convolutions.
-      implementation: passed to `ops.depthwise_conv`. Defaults to `"auto"`.
       num_spatial_dims: as `DepthwiseConv` (an int `kernel_size` means 2-D unless given).
       rngs: `nnx.Rngs` with a `params` stream.
 
@@ -129,26 +101,26 @@ class SeparableBlock(nnx.Module):
         out_features: int,
         kernel_size: int | Sequence[int] = 3,
         strides: int | Sequence[int] = 1,
+        *,
         channel_multiplier: int = 1,
         padding: PaddingLike = "SAME",
         dilation: int | Sequence[int] = 1,
         norm: NormLike = "batch",
-        act: mu.Act | None = nnx.relu,
+        act: specs.Act | None = nnx.relu,
         momentum: float = 0.9,
         epsilon: float = 1e-5,
         axis_name: str | None = None,
-        dtype: mu.Dtype | None = None,
-        param_dtype: mu.Dtype = jnp.float32,
+        dtype: specs.Dtype | None = None,
+        param_dtype: specs.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
         implementation: str = "auto",
         num_spatial_dims: int | None = None,
-        *,
         rngs: nnx.Rngs,
     ):
         where = type(self).__name__
-        self.in_features = mu.positive_int(in_features, "in_features", where)
-        self.out_features = mu.positive_int(out_features, "out_features", where)
-        mu.check_norm(norm, where)
+        self.in_features = _args.positive_int(in_features, "in_features", where)
+        self.out_features = _args.positive_int(out_features, "out_features", where)
+        _norm.check_norm(norm, where)
         normed = norm is not None
         conv = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
         bn = dict(
@@ -161,10 +133,10 @@ class SeparableBlock(nnx.Module):
         self.depthwise = DepthwiseConv(
             in_features,
             kernel_size,
-            channel_multiplier,
             strides,
-            padding,
-            dilation,
+            channel_multiplier=channel_multiplier,
+            padding=padding,
+            dilation=dilation,
             use_bias=not normed,
             implementation=implementation,
             num_spatial_dims=num_spatial_dims,
@@ -174,7 +146,7 @@ class SeparableBlock(nnx.Module):
         self.depthwise_norm = _make_norm(norm, hidden, **bn)
         self.pointwise = PointwiseConv(hidden, out_features, use_bias=not normed, **conv)
         self.pointwise_norm = _make_norm(norm, out_features, **bn)
-        self.act = mu.identity if act is None else act
+        self.act = specs.identity if act is None else act
 
     def __call__(self, x: ArrayLike, *, use_running_average: bool | None = None) -> jax.Array:
         """Applies the block to `x: (N, *spatial, in_features)`; returns `(N, *out, out_features)`.
@@ -186,8 +158,9 @@ class SeparableBlock(nnx.Module):
         Raises:
           ValueError: `x` of the wrong rank or with other than `in_features` channels.
         """
-        x = jnp.asarray(x)
-        _check_x(x, self.depthwise.num_spatial_dims, self.in_features, type(self).__name__)
+        x = specs.check_input(
+            x, self.depthwise.num_spatial_dims, self.in_features, type(self).__name__
+        )
         h = _apply_norm(self.depthwise_norm, self.depthwise(x), use_running_average)
         h = _apply_norm(self.pointwise_norm, self.pointwise(self.act(h)), use_running_average)
         return self.act(h)
@@ -240,23 +213,23 @@ class InvertedResidual(nnx.Module):
         out_features: int,
         expansion: int = 6,
         strides: int | Sequence[int] = 1,
+        *,
         kernel_size: int | Sequence[int] = 3,
-        act: mu.Act = nnx.relu6,
+        act: specs.Act = nnx.relu6,
         momentum: float = 0.9,
         epsilon: float = 1e-5,
         axis_name: str | None = None,
-        dtype: mu.Dtype | None = None,
-        param_dtype: mu.Dtype = jnp.float32,
+        dtype: specs.Dtype | None = None,
+        param_dtype: specs.Dtype = jnp.float32,
         precision: lax.PrecisionLike = None,
         implementation: str = "auto",
         num_spatial_dims: int | None = None,
-        *,
         rngs: nnx.Rngs,
     ):
         where = type(self).__name__
-        self.in_features = in_features = mu.positive_int(in_features, "in_features", where)
-        self.out_features = out_features = mu.positive_int(out_features, "out_features", where)
-        expansion = mu.positive_int(expansion, "expansion", where)
+        self.in_features = in_features = _args.positive_int(in_features, "in_features", where)
+        self.out_features = out_features = _args.positive_int(out_features, "out_features", where)
+        expansion = _args.positive_int(expansion, "expansion", where)
         conv = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
         bn = dict(
             momentum=momentum,
@@ -296,8 +269,9 @@ class InvertedResidual(nnx.Module):
         Raises:
           ValueError: `x` of the wrong rank or with other than `in_features` channels.
         """
-        x = jnp.asarray(x)
-        _check_x(x, self.depthwise.num_spatial_dims, self.in_features, type(self).__name__)
+        x = specs.check_input(
+            x, self.depthwise.num_spatial_dims, self.in_features, type(self).__name__
+        )
         h = x
         if self.expand is not None:
             h = self.act(_apply_norm(self.expand_norm, self.expand(h), use_running_average))

@@ -17,5 +17,5 @@ from train.configs import cifar10_mobilenet_v1
 def get_config() -> ml_collections.ConfigDict:
     """Returns the MobileNetV1 full-conv twin CIFAR-10 config."""
     config = cifar10_mobilenet_v1.get_config()
-    config.conv = "full"
+    config.model = "mobilenet_v1_full"
     return config

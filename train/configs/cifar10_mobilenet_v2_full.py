@@ -19,5 +19,5 @@ from train.configs import cifar10_mobilenet_v2
 def get_config() -> ml_collections.ConfigDict:
     """Returns the MobileNetV2 full-conv twin CIFAR-10 config."""
     config = cifar10_mobilenet_v2.get_config()
-    config.conv = "full"
+    config.model = "mobilenet_v2_full"
     return config

@@ -2,7 +2,7 @@
 
 Not a run on its own (no data_dir); the `cifar10_*` files import it and override a few fields.
 
-Recipe (PEERS.md): batch 512, SGD Nesterov 0.9, lr 0.4 at batch 512 with a 1-epoch linear warm-up
+Recipe: batch 512, SGD Nesterov 0.9, lr 0.4 at batch 512 with a 1-epoch linear warm-up
 then cosine to 0, label smoothing 0.1, pad-4 random crop + flip, bfloat16 compute with float32
 parameters and optimizer state, BatchNorm momentum 0.9 (Flax's default 0.99 lags at this lr).
 
@@ -22,8 +22,10 @@ def get_config() -> ml_collections.ConfigDict:
     """Returns the default config (MobileNetV2, separable, the recipe above)."""
     config = ml_collections.ConfigDict()
     # Model (resolved by `sepconv_jax.models.create`).
-    config.model = "mobilenet_v2"
-    config.conv = "separable"  # "separable" | "full" (the full-conv twin)
+    config.model = "mobilenet_v2"  # the `*_full` names are the full-conv twins
+    # Unset: the model name's own. When set ("separable" | "full"), it must agree with the name
+    # (`mobilenet_v2_full` is the full twin; a contradiction is an error, not an override).
+    config.conv = ml_collections.config_dict.placeholder(str)
     # Width multiplier; None keeps the registry variant's own (1.0, or 0.25 for the *_tiny ones).
     config.width = ml_collections.config_dict.placeholder(float)
     config.dropout = 0.0
@@ -36,7 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Optimisation.
     config.batch_size = 512  # global, over all devices
     config.eval_batch_size = 1000  # fixed eval shape (last batch padded and masked)
-    config.num_epochs = 15
+    config.num_epochs = 15.0  # may be fractional: round(num_epochs * steps_per_epoch) steps
     config.max_steps = 0  # > 0: stop after this many steps (the schedule still spans num_epochs)
     config.optimizer = "sgd"  # "sgd" (Nesterov) | "adamw"
     config.learning_rate = 0.4  # at batch lr_reference_batch_size
@@ -50,13 +52,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.parallel = "shard_map"  # "shard_map" | "pmap" | "jit" (one device, no collectives)
     config.num_devices = 0  # data-parallel over the first N local devices; 0: all
     config.seed = 0
-    config.compilation_cache_dir = "~/.cache/sepconv_jax/jax_compilation_cache"  # "" = off
+    # JAX's persistent compilation cache. Unset: WORKDIR/jax_cache (a resumed or repeated run
+    # skips compiling); a path: that folder (runs may share it); "": off.
+    config.compilation_cache_dir = ml_collections.config_dict.placeholder(str)
     # Checkpoints, evaluation and logging.
     config.resume = True  # continue from the latest checkpoint in the workdir if there is one
     config.checkpoint_every_steps = 1000  # also at every epoch end
     config.keep_checkpoints = 3  # the last K, plus the best by test accuracy
     config.async_checkpointing = True
-    config.eval_every_epochs = 1
+    config.eval_every_epochs = 1.0  # may be fractional (every round(x * steps_per_epoch) steps)
     config.log_every_steps = 50
     config.plot_every_s = 60.0  # redraw curves.png at most this often (and at the end)
     config.progress_bar = True  # tqdm; silent when stderr is not a terminal

@@ -22,7 +22,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.lr_reference_batch_size = 16
     config.warmup_epochs = 0.5
     config.dtype = "float32"
-    config.compilation_cache_dir = ""
     config.checkpoint_every_steps = 2
     config.log_every_steps = 1
     config.async_checkpointing = False
