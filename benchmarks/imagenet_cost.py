@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "`benchmarks.common.time_jax`. `folded` = `sepconv_jax.interop.fold_batchnorm` of the "
         "same net and variables: each BatchNorm after a conv is folded into that conv's kernel "
         "and bias. The last column is the largest difference of the outputs relative to the "
-        "largest output (random init)."
+        "largest output (random init). A speed-up smaller than the spreads is not resolved by "
+        "the run (a shared CPU: see the load average above)."
     )
     env = common.environment()
     env.append(("wall time", f"{time.perf_counter() - t0:.0f} s"))
