@@ -1,8 +1,8 @@
 """A tiny causal separable-conv character model: trained on standard-library source on a CPU,
 sampled with the decode cache, checked against the full forward (same logits).
 
-Run from the repository root (the defaults: 173 s on a 2-core CPU shared with other jobs, load
-average about 15, 45 s of CPU time; training loss 6.09 → 0.85 nats per byte):
+Run from the repository root (the defaults: 165 s on a 2-core CPU (x86_64, AMD EPYC) shared with
+other jobs, load average about 13, 41 s of CPU time; training loss 6.09 → 0.85 nats per byte):
 
     python examples/char_model.py                 # 300 steps on textwrap, shlex and string
     python examples/char_model.py --steps 5 --generate 16   # a smoke run

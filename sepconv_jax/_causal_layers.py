@@ -121,9 +121,13 @@ class _CausalFields:
         shape = (batch_size, self.context, self.in_features)
         return specs.Variable("state", shape, _zeros, dtype, "cache")
 
+    def variables(self) -> tuple[specs.Variable, ...]:
+        """The parameters, in creation order (each spec lists its own)."""
+        raise NotImplementedError
+
     def compute_dtype(self, x: jax.Array, values: Mapping[str, jax.Array]) -> Any:
         """The dtype `apply` computes in: `dtype`, else that of `x` promoted with the params."""
-        arrays = [values[v.name] for v in self.variables()]  # type: ignore[attr-defined]
+        arrays = [values[v.name] for v in self.variables()]
         return specs.promote_to_compute(x, *arrays, dtype=self.dtype)[0].dtype
 
 

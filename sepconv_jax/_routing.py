@@ -46,15 +46,16 @@ def depthwise_path(
         return "xla"
     if implementation == "taps":
         return "taps"
+    supported = lambda: kernels.unsupported_reason(x, kernel, strides, padding, dilation) is None  # noqa: E731
     path = _auto_routes.lookup(
         jax.default_backend(),
         "depthwise",
         x.shape[0],
-        lambda: kernels.shape_key(x, kernel, strides, padding),
+        lambda: kernels.shape_key(x, kernel, strides, padding) if supported() else None,
     )
-    if path == "pallas" and kernels.unsupported_reason(x, kernel, strides, padding, dilation):
+    if path is None or (path == "pallas" and not supported()):
         return "xla"
-    return path or "xla"
+    return path
 
 
 def depthwise(
@@ -91,22 +92,21 @@ def takes_fused_kernel(
     Raises:
       ValueError: `implementation="pallas"` for a configuration the kernel does not support.
     """
-    if implementation not in ("auto", "pallas"):
-        return False
-    reason = kernels.unsupported_reason(x, dw, strides, padding, dilation, pw)
     if implementation == "pallas":
+        reason = kernels.unsupported_reason(x, dw, strides, padding, dilation, pw)
         if reason is not None:
             raise ValueError(f"implementation='pallas' cannot run this separable conv: {reason}")
         return True
-    if reason is not None or _depthwise_paths.grouped_only():
+    if implementation != "auto" or _depthwise_paths.grouped_only():
         return False
+    supported = lambda: kernels.unsupported_reason(x, dw, strides, padding, dilation, pw) is None  # noqa: E731
     path = _auto_routes.lookup(
         jax.default_backend(),
         "fused",
         x.shape[0],
-        lambda: kernels.shape_key(x, dw, strides, padding, pw),
+        lambda: kernels.shape_key(x, dw, strides, padding, pw) if supported() else None,
     )
-    return path == "pallas"
+    return path == "pallas" and supported()
 
 
 def separable(

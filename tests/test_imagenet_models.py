@@ -245,7 +245,7 @@ def test_interop_imports_no_peer_at_load():
 
     code = (
         "import sys, sepconv_jax.interop; "
-        "print(sorted(m for m in ('keras', 'h5py', 'torch') if m in sys.modules))"
+        "print(sorted(m for m in ('keras', 'h5py', 'torch', 'safetensors') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

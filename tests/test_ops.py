@@ -65,7 +65,9 @@ def _reference_pads(padding, spatial, window, strides, dilation):
         return [(t // 2, t - t // 2) for t in totals], "constant"
     if padding == "CAUSAL":  # everything before
         return [(e - 1, 0) for e in extent], "constant"
-    if padding in _NP_BORDER:  # SAME at stride 1: e - 1 in all, the odd one after
+    if (
+        isinstance(padding, str) and padding in _NP_BORDER
+    ):  # SAME at stride 1: e - 1 in all, the odd one after
         return [((e - 1) // 2, (e - 1) - (e - 1) // 2) for e in extent], _NP_BORDER[padding]
     return _pairs(padding, n), "constant"
 
