@@ -6,15 +6,14 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from sepconv_jax import models
 from sepconv_jax.interop import keras_layouts as kl
+from sepconv_jax.interop._variables import expected_shapes, listed
 
-#: How many problems a `ValueError` lists.
-MAX_LISTED = 12
 Weights = Mapping[str, Mapping[str, np.ndarray]]
 
 
@@ -70,13 +69,6 @@ def _scale(w: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
 _CONVERT["scale"] = _scale
 
 
-def _expected(module: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """The flat `{(collection, *path): shape}` of `module`'s variables (shapes only)."""
-    x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
-    return {k: v.shape for k, v in traverse_util.flatten_dict(dict(variables)).items()}
-
-
 def _convert(layout: kl.Layout, weights: Weights) -> tuple[dict, list[str]]:
     """Keras weights placed by `layout`: `(flat variables, problems)`."""
     flat, problems, used = {}, [], set()
@@ -106,22 +98,15 @@ def _check(flat: dict, expected: dict) -> list[str]:
     return problems
 
 
-def _listed(problems: list[str]) -> str:
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
-
-
 def _load(
     family: kl.Family, prefix: str, weights: Weights, fields: dict[str, Any], model_name: str
 ) -> tuple[Any, dict]:
     """Tries the family's candidate configs; returns the first whose variables all match."""
-    from sepconv_jax import models
-
     best: tuple[int, str, list[str]] | None = None
     for name, kwargs in family.candidates(set(weights), model_name):
         module = models.create(name, **kwargs, **fields)
         flat, problems = _convert(family.layout(module, prefix), weights)
-        problems += _check(flat, _expected(module))
+        problems += _check(flat, expected_shapes(module))
         if not problems:
             variables = traverse_util.unflatten_dict(
                 {k: jnp.asarray(v, jnp.float32) for k, v in flat.items()}
@@ -132,7 +117,7 @@ def _load(
     assert best is not None  # every family has candidates
     raise ValueError(
         f"the Keras {family.label} {model_name!r} does not match sepconv_jax's {best[1]} "
-        f"(the closest configuration); first mismatches:{_listed(best[2])}"
+        f"(the closest configuration); first mismatches:{listed(best[2])}"
     )
 
 
@@ -308,8 +293,6 @@ def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
         raise ImportError(
             "from_keras_weights reads .weights.h5 files with h5py: pip install h5py"
         ) from err
-    from sepconv_jax import models
-
     label = next((v for k, v in _H5_FAMILIES.items() if name.startswith(k)), None)
     if label is None:
         models.create(name)  # an unknown name raises with the list of known ones
@@ -346,13 +329,13 @@ def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
             weights[keras_name] = dict(zip(_H5_VARS[kind], groups[group]))
             used.add(group)
     flat, problems = _convert(layout, weights)
-    problems += _check(flat, _expected(module))
+    problems += _check(flat, expected_shapes(module))
     problems += [
         f"file group layers/{g} has weights with no place here" for g in groups if g not in used
     ]
     if problems:
         raise ValueError(
-            f"{path} does not fit {name}({fields}); first mismatches:{_listed(problems)}"
+            f"{path} does not fit {name}({fields}); first mismatches:{listed(problems)}"
         )
     variables = traverse_util.unflatten_dict(
         {k: jnp.asarray(v, jnp.float32) for k, v in flat.items()}

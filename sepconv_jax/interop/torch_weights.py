@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from sepconv_jax.interop.keras import _expected, _listed
+from sepconv_jax import models
+from sepconv_jax.interop._variables import expected_shapes, listed
+from sepconv_jax.models import mobilenet_v2 as mv2
 
 #: The `source` values `from_torch` knows; only `"pytorch-cifar"` is converted so far.
 SOURCES = ("timm", "torchvision", "pytorch-cifar")
@@ -118,7 +120,6 @@ def read_state_dict(state_dict: StateDict) -> dict[str, np.ndarray]:
 
 def cifar_layout(module: Any) -> Layout:
     """pytorch-cifar's MobileNetV2 key map onto the CIFAR `MobileNetV2` `module`."""
-    from sepconv_jax.models import mobilenet_v2 as mv2
 
     layout: Layout = [("conv1", "conv", ("stem", "conv")), ("bn1", "bn", ("stem", "norm"))]
     c_in, _ = mv2.channels(module.width)
@@ -175,7 +176,6 @@ def convert(layout: Layout, weights: Mapping[str, np.ndarray], expected: dict) -
 
 def _cifar_widths(weights: Mapping[str, np.ndarray], cfg: tuple) -> list[float]:
     """Candidate widths read from the shapes: last stage's and stem's channels over their base."""
-    from sepconv_jax.models import mobilenet_v2 as mv2
 
     n = sum(stage[2] for stage in cfg)
     widths = []
@@ -189,8 +189,6 @@ def _cifar_widths(weights: Mapping[str, np.ndarray], cfg: tuple) -> list[float]:
 
 
 def _from_cifar(name: str, weights: dict[str, np.ndarray], **fields: Any) -> tuple[Any, dict]:
-    from sepconv_jax import models
-    from sepconv_jax.models import mobilenet_v2 as mv2
 
     if name not in CIFAR_NAMES:
         raise ValueError(
@@ -205,7 +203,7 @@ def _from_cifar(name: str, weights: dict[str, np.ndarray], **fields: Any) -> tup
     best = None
     for width in _cifar_widths(weights, cfg) if "width" not in fields else [fields["width"]]:
         module = models.create(name, **{**fields, "width": width})
-        flat, problems = convert(cifar_layout(module), weights, _expected(module))
+        flat, problems = convert(cifar_layout(module), weights, expected_shapes(module))
         if not problems:
             break
         if best is None or len(problems) < len(best[1]):
@@ -214,7 +212,7 @@ def _from_cifar(name: str, weights: dict[str, np.ndarray], **fields: Any) -> tup
         raise ValueError(
             f"from_torch: the state_dict does not fit {name} (pytorch-cifar's MobileNetV2) at "
             f"any width read from its shapes; closest: width={best[0].width}, "
-            f"num_classes={best[0].num_classes}; first problems:{_listed(best[1])}"
+            f"num_classes={best[0].num_classes}; first problems:{listed(best[1])}"
         )
     c_in, _ = mv2.channels(module.width)
     for i, (t, c, s) in enumerate(mv2.block_plan(module.cfg, module.width)):
