@@ -23,22 +23,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-if __package__ in (None, ""):  # `python benchmarks/causal.py`: make the repo importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
-
-import sepconv_jax as sj  # noqa: E402
-from benchmarks import common  # noqa: E402
+import sepconv_jax as sj
+from benchmarks import common
 
 #: (N, C, W, T_prefill): the shapes of Mamba-style short convs and a Conformer-sized window.
 ROWS = ((1, 1024, 4, 4096), (8, 2048, 4, 4096), (32, 4096, 4, 1024), (8, 1024, 31, 4096))

@@ -4,7 +4,8 @@ Imported only where torch is installed. The layout is kuangliu/pytorch-cifar `mo
 stem 3×3 conv 32 (stride 1); blocks `(expansion, out, n, stride)` from `CFG`, each 1×1 expand →
 3×3 depthwise → 1×1 project with BN after each and ReLU after the first two, and a 1×1 conv + BN
 shortcut at stride 1 when in != out (identity when in == out); 1×1 conv 320 → 1280; global
-average pool; linear.
+average pool; linear. `width` and `cfg` (not in pytorch-cifar; defaults give its net) build the
+narrower and shorter nets the weight-conversion tests use, channels rounded as sepconv_jax's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import nn
+
+from sepconv_jax.models.common import make_divisible
 
 CFG = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
 CFG += ((6, 320, 1, 1),)
@@ -46,19 +49,20 @@ class Block(nn.Module):
 class MobileNetV2(nn.Module):
     """MobileNetV2 for 32×32 images, `(N, 3, 32, 32)` → `(N, num_classes)` logits."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, width: float = 1.0, cfg: tuple = CFG):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(32)
-        blocks, cin = [], 32
-        for t, c, n, s in CFG:
+        stem, last = make_divisible(32 * width), make_divisible(1280 * max(1.0, width))
+        self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        blocks, cin = [], stem
+        for t, c, n, s in cfg:
             for i in range(n):
-                blocks.append(Block(cin, c, t, s if i == 0 else 1))
-                cin = c
+                blocks.append(Block(cin, make_divisible(c * width), t, s if i == 0 else 1))
+                cin = make_divisible(c * width)
         self.layers = nn.Sequential(*blocks)
-        self.conv2 = nn.Conv2d(cin, 1280, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(1280)
-        self.linear = nn.Linear(1280, num_classes)
+        self.conv2 = nn.Conv2d(cin, last, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(last)
+        self.linear = nn.Linear(last, num_classes)
 
     def forward(self, x: Any) -> Any:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -14,8 +14,12 @@ ensure_venv() {
       return 0
     fi
   done
-  echo "== installing the project with .[$extra] into .venv (once)" >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[$extra]"
+  echo "== installing the project with .[$extra] into .venv (once; pip's output: .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+    .venv/bin/python -m pip install -e ".[$extra]"; } >.venv/install.log 2>&1; then
+    tail -n 30 .venv/install.log >&2
+    echo "== the installation failed; the whole log: .venv/install.log" >&2
+    return 1
+  fi
   echo "$want" >".venv/.sepconv_jax-installed-$extra"
 }

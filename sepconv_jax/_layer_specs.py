@@ -18,7 +18,9 @@ cache, ...): write its spec here (a frozen dataclass with `build`, `variables` a
 declare non-parameter state with `collection="cache"` or `"batch_stats"`), then a linen module
 whose `__call__` is `return spec_module.apply(self, Spec.build(...), x)` and an nnx module whose
 `__init__` is `super().__init__(Spec.build(...), rngs=rngs)` over `nnx.spec_module.SpecLayer`.
-Test both through `tests/_modules.py`.
+Test both through `tests/_modules.py`. The causal sequence layers' specs live in
+`_causal_layers.py`: their decode cache depends on the batch size, so the wrappers declare it
+when decoding starts (`spec.cache(batch, dtype)`), and `apply` takes the state and segment ids.
 
 An int `kernel_size` means the same size along every spatial dim; the number of dims comes from
 `x` (ops, linen) or from `num_spatial_dims` (nnx, `cost`). Arguments are validated here once;

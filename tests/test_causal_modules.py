@@ -200,3 +200,17 @@ def test_cache_of_another_dtype_is_a_type_error():
     layer.init_cache(N, jnp.bfloat16)
     with pytest.raises(TypeError, match="state has dtype bfloat16 but x has float32"):
         layer(_X, decode=True)
+
+
+def test_nnx_cache_defaults_to_the_compute_dtype():
+    layer = sn.CausalSeparableConv1D(C, 4, 3, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    x = _normal((N, T, C))
+    full = layer(x)
+    layer.init_cache(N)
+    assert layer.state[...].dtype == jnp.bfloat16 and full.dtype == jnp.bfloat16
+    step = nnx.jit(lambda m, chunk: m(chunk, decode=True))
+    y = jnp.concatenate([step(layer, x[:, :5]), step(layer, x[:, 5:])], axis=1)
+    # bfloat16: the same sums in the same order, so equal up to a rounding of the output.
+    chex.assert_trees_all_close(
+        y.astype(jnp.float32), full.astype(jnp.float32), atol=2e-2, rtol=2e-2
+    )

@@ -12,13 +12,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from flax import traverse_util  # noqa: E402
 
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":
     pytest.skip("Keras must run on its JAX backend here", allow_module_level=True)
 
 from sepconv_jax import models  # noqa: E402
-from sepconv_jax.interop import fold_batchnorm, from_keras  # noqa: E402
+from sepconv_jax.interop import fold_batchnorm, from_keras, from_keras_weights  # noqa: E402
 
 #: float32 logits agree to this fraction of their largest magnitude.
 RTOL = 1e-4
@@ -145,3 +146,23 @@ def test_mismatching_weights_list_the_layers():
 def test_unknown_model_raises():
     with pytest.raises(ValueError, match="unknown model 'mobilenet_v9'"):
         models.create("mobilenet_v9")
+
+
+def test_from_keras_weights_file_equals_from_keras(keras_models, tmp_path):
+    model = keras_models("mobilenet_v3_small")
+    path = str(tmp_path / "v3.weights.h5")
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        model.save_weights(path)
+    _, expected = from_keras(model)
+    module, variables = from_keras_weights(
+        "mobilenet_v3_small", path, classifier_activation="softmax"
+    )
+    assert module.variant == "small"
+    flat, want = (traverse_util.flatten_dict(v) for v in (variables, expected))
+    assert flat.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(flat[key], want[key], err_msg="/".join(key))
+    with pytest.raises(ValueError, match=r"does not fit mobilenet_v3_large.*first mismatches"):
+        from_keras_weights("mobilenet_v3_large", path)
+    with pytest.raises(ValueError, match="no Keras weights-file layout for 'convnext_tiny'"):
+        from_keras_weights("convnext_tiny", path)

@@ -28,7 +28,6 @@ def test_runs_shorter_than_and_not_a_multiple_of_a_log_window(tmp_path, parallel
         log_every_steps=5,
         checkpoint_every_steps=100,
         progress_bar=False,
-        compilation_cache_dir=str(tmp_path / "jax_cache"),
     )
     workdir = tmp_path / "run"
     assert trainer.train_and_evaluate(config, workdir)["steps"] == 3

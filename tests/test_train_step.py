@@ -41,9 +41,8 @@ def _setup(
 ):
     schedule = optim.learning_rate_schedule(lr, total_steps=10, warmup_steps=1)
     tx = optim.create_optimizer("sgd", schedule, momentum=0.9, weight_decay=5e-3)
-    model = models.create(
-        model_name, num_classes=NUM_CLASSES, conv=conv, axis_name=parallel.axis_name_for(kind)
-    )
+    name = model_name if conv == "separable" else f"{model_name}_full"  # the name fixes conv
+    model = models.create(name, num_classes=NUM_CLASSES, axis_name=parallel.axis_name_for(kind))
     train_step = functools.partial(
         step.train_step,
         model=model,

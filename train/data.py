@@ -22,8 +22,11 @@ __all__ = [
     "DatasetNotFoundError",
     "check_dataset",
     "decode_pngs",
+    "epoch_order",
     "eval_batches",
     "load_split",
+    "open_split",
+    "read_rows",
     "train_batches",
 ]
 
@@ -130,28 +133,46 @@ def decode_pngs(blobs: list[bytes], shape: tuple[int | None, ...]) -> np.ndarray
     return out if out is not None else np.empty((0, *(s or 0 for s in shape)), np.uint8)
 
 
-def _records(source) -> tuple[list[bytes], np.ndarray]:
-    """Encoded images and int32 labels of every record of a `tfds.data_source`.
+def _records(source, indices: list[int]) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images and int32 labels of the records `indices` of a `tfds.data_source`.
 
     Reads the array_record file and parses the `tf.train.Example` protos directly (5× faster
     than tfds' per-record Python decoding); falls back to tfds' path for other sources.
     """
     raw = getattr(source, "data_source", None)
     if raw is None:
-        records = source.__getitems__(range(len(source)))
+        records = source.__getitems__(indices)
         return [r["image"] for r in records], np.asarray([r["label"] for r in records], np.int32)
     blobs, labels = [], []
-    for record in raw.__getitems__(list(range(len(source)))):
+    for record in raw.__getitems__(indices):
         feature = tf_example_pb2.Example.FromString(record).features.feature
         blobs.append(feature["image"].bytes_list.value[0])
         labels.append(feature["label"].int64_list.value[0])
     return blobs, np.asarray(labels, np.int32)
 
 
+def read_rows(source, indices: np.ndarray | range | list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Random access: images uint8 `(len(indices), H, W, C)` and labels int32 of some records.
+
+    Args:
+      source: a data source from `open_split`.
+      indices: record indices in `[0, len(source))`, in the order wanted.
+    """
+    indices = [int(i) for i in indices]
+    if not indices:  # e.g. a process's rows of the last eval batch, all padding
+        shape = tuple(s or 0 for s in source.dataset_info.features["image"].shape)
+        return np.empty((0, *shape), np.uint8), np.empty(0, np.int32)
+    blobs, labels = _records(source, indices)
+    return decode_pngs(blobs, tuple(source.dataset_info.features["image"].shape)), labels
+
+
 def _decode(source) -> tuple[np.ndarray, np.ndarray]:
     """All images uint8 `(N, H, W, C)` and labels int32 `(N,)` of a data source."""
-    blobs, labels = _records(source)
-    return decode_pngs(blobs, tuple(source.dataset_info.features["image"].shape)), labels
+    return read_rows(source, range(len(source)))
+
+
+#: A split opened for random access (`read_rows`) without reading it; errors as `load_split`.
+open_split = _open
 
 
 def load_split(dataset: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +237,11 @@ def _rng(seed: int, epoch: int, *index: int) -> np.random.Generator:
     return np.random.default_rng([int(v) % 2**64 for v in (seed, epoch, *index)])
 
 
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of `range(num_examples)` that epoch `epoch` visits, batch by batch."""
+    return _rng(seed, epoch).permutation(num_examples)
+
+
 def train_batches(
     images: np.ndarray,
     labels: np.ndarray,
@@ -261,7 +287,7 @@ def train_batches(
     steps = len(images) // batch_size
     if not 0 <= start_step <= steps:
         raise ValueError(f"start_step must be in [0, {steps}] (steps per epoch), got {start_step}")
-    order = _rng(seed, epoch).permutation(len(images))
+    order = epoch_order(len(images), seed, epoch)
     labels = labels.astype(np.int32, copy=False)
     for i in range(start_step, steps):
         index = order[i * batch_size : (i + 1) * batch_size]

@@ -38,26 +38,33 @@ class MetricsLog:
 
     Args:
       path: the file (created if missing).
+      enabled: False in the processes of a multi-process run other than the first: events are
+        returned but not written, and `read` gives none. Defaults to True.
     """
 
-    def __init__(self, path: str | pathlib.Path):
+    def __init__(self, path: str | pathlib.Path, enabled: bool = True):
         self.path = pathlib.Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.touch()
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
 
     def write(self, event: str, step: int, **fields: Any) -> dict[str, Any]:
         """Appends one event and returns it."""
         record = {"event": event, "step": int(step), **{k: _jsonable(v) for k, v in fields.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
         return record
 
     def read(self) -> list[dict[str, Any]]:
         """All events so far, in order."""
-        return read_events(self.path)
+        return read_events(self.path) if self.enabled else []
 
     def truncate_after(self, step: int) -> None:
         """Drops the events after `step` (from a run killed after its last checkpoint)."""
+        if not self.enabled:
+            return
         kept = [e for e in self.read() if e["step"] <= step]
         write_text_atomic(self.path, "".join(json.dumps(e) + "\n" for e in kept))
 

@@ -33,7 +33,9 @@ class Driver:
       eval_step: `(state, batch) -> sums`.
       put_state: a single-copy state (host or device) -> the driver's layout.
       get_state: the driver's layout -> a single-copy state (for checkpoints and comparisons).
-      put_batch: a host batch of global size `B` -> the driver's layout.
+      put_batch: a host batch -> the driver's layout: the global batch of size `B`, or under
+        `"shard_map"` with several processes this process's rows of it
+        (`distributed.process_rows`).
       get_metrics: the step's metrics -> one copy (a tree of scalars).
     """
 
@@ -79,7 +81,7 @@ def shard_map(f: StepFn, mesh: Mesh, in_specs: Any, out_specs: Any) -> StepFn:
 def _check_batch(batch: dict[str, np.ndarray], n: int) -> None:
     size = len(next(iter(batch.values())))
     if size % n:
-        raise ValueError(f"the global batch ({size}) must split evenly over {n} devices")
+        raise ValueError(f"the batch ({size}) must split evenly over the {n} local devices")
 
 
 def make_driver(
@@ -133,8 +135,15 @@ def make_driver(
     split = NamedSharding(mesh, P(AXIS))
 
     def put_batch(batch: dict[str, np.ndarray]) -> Any:
-        _check_batch(batch, len(devices))
-        return jax.device_put(batch, split)
+        # This process's rows (all of them with one process) -> the global batch.
+        _check_batch(batch, len(mesh.local_devices))
+        return jax.make_array_from_process_local_data(split, batch)
+
+    def replicate(x: Any) -> jax.Array:
+        if isinstance(x, jax.Array) and x.sharding == replicated:
+            return x
+        x = np.asarray(jax.device_get(x))  # the same value in every process
+        return jax.make_array_from_callback(x.shape, replicated, lambda index: x[index])
 
     return Driver(
         kind=kind,
@@ -145,7 +154,7 @@ def make_driver(
             donate_argnums=0,
         ),
         eval_step=jax.jit(shard_map(bind(eval_step), mesh, in_specs=(P(), P(AXIS)), out_specs=P())),
-        put_state=lambda s: jax.device_put(s, replicated),
+        put_state=lambda s: jax.tree.map(replicate, s),
         get_state=lambda s: s,
         put_batch=put_batch,
         get_metrics=lambda m: m,

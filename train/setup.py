@@ -106,6 +106,8 @@ def create_model(config: ml_collections.ConfigDict, axis_name: str | None) -> nn
 def select_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
     """The first `config.num_devices` local devices (0: all; always one for `"jit"`).
 
+    With several processes: every device of every process (`"shard_map"` only).
+
     Raises:
       ConfigError: an unknown `config.parallel` or an out-of-range `config.num_devices`.
     """
@@ -113,6 +115,8 @@ def select_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
         raise ConfigError(
             f"config.parallel must be one of {parallel.KINDS}, got {config.parallel!r}"
         )
+    if jax.process_count() > 1:  # every device of every process, under shard_map only
+        return _all_processes_devices(config)
     available = jax.local_devices()
     if not 0 <= config.num_devices <= len(available):
         raise ConfigError(
@@ -120,6 +124,20 @@ def select_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
             f"{config.num_devices}"
         )
     return available[: 1 if config.parallel == "jit" else (config.num_devices or None)]
+
+
+def _all_processes_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
+    if config.parallel != "shard_map":
+        raise ConfigError(
+            f"config.parallel={config.parallel!r} runs in one process; a multi-process run "
+            f"({jax.process_count()} processes) needs config.parallel='shard_map'"
+        )
+    if config.num_devices not in (0, jax.device_count()):
+        raise ConfigError(
+            f"config.num_devices must be 0 (all) or {jax.device_count()} in a "
+            f"{jax.process_count()}-process run, got {config.num_devices}"
+        )
+    return jax.devices()
 
 
 def check_config(config: ml_collections.ConfigDict) -> list[jax.Device]:

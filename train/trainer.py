@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from sepconv_jax import cost
-from train import checkpoint, data, parallel, plots, setup
+from train import checkpoint, data, distributed, parallel, plots, process_data, setup
 from train.atomic import write_text_atomic
 from train.metrics import (
     MetricsLog,
@@ -89,23 +89,26 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def evaluate(
-    driver: parallel.Driver, state: Any, images: np.ndarray, labels: np.ndarray, batch_size: int
+    driver: parallel.Driver, state: Any, split: process_data.Split, batch_size: int
 ) -> dict[str, float]:
     """Test loss and accuracy over every example exactly once (fixed-shape, masked batches).
+
+    Each process feeds its rows of every batch; the sums are over all processes' devices.
 
     Raises:
       RuntimeError: the masked count differs from the number of examples.
     """
     sums = []
-    for batch in data.eval_batches(
-        images, labels, batch_size=batch_size, num_devices=driver.num_devices
+    rows = distributed.process_rows(driver.devices, batch_size)
+    for batch in split.eval_batches(
+        batch_size=batch_size, rows=rows, num_devices=driver.num_devices
     ):
         batch = driver.put_batch({k: batch[k] for k in ("image", "label", "mask")})
         sums.append(driver.get_metrics(driver.eval_step(state, batch)))
     sums = jax.device_get(sums)
     total = {k: float(np.sum([s[k] for s in sums])) for k in ("loss", "correct", "count")}
-    if round(total["count"]) != len(labels):
-        raise RuntimeError(f"eval counted {total['count']} examples, expected {len(labels)}")
+    if round(total["count"]) != split.num_examples:
+        raise RuntimeError(f"eval counted {total['count']} examples, expected {split.num_examples}")
     return {
         "test_loss": total["loss"] / total["count"],
         "test_accuracy": total["correct"] / total["count"],
@@ -188,14 +191,14 @@ def train_and_evaluate(
     data.check_dataset(config.dataset, config.data_dir)
     latest = _check_workdir(config, workdir)
     splits = {
-        split: data.load_split(config.dataset, split, config.data_dir)
+        split: process_data.Split(config.dataset, split, config.data_dir)
         for split in ("train", "test")
     }
-    steps_per_epoch = len(splits["train"][0]) // config.batch_size
+    steps_per_epoch = splits["train"].num_examples // config.batch_size
     if steps_per_epoch < 1:
         raise setup.ConfigError(
             f"config.batch_size ({config.batch_size}) exceeds the training set "
-            f"({len(splits['train'][0])} examples)"
+            f"({splits['train'].num_examples} examples)"
         )
     schedule_steps = round(config.num_epochs * steps_per_epoch)
     total_steps = min(schedule_steps, config.max_steps or schedule_steps)
@@ -221,7 +224,7 @@ class _Run:
         config: ml_collections.ConfigDict,
         workdir: pathlib.Path,
         devices: list[jax.Device],
-        splits: dict[str, tuple[np.ndarray, np.ndarray]],
+        splits: dict[str, process_data.Split],
         steps_per_epoch: int,
         total_steps: int,
         resumed_from: int | None,
@@ -232,7 +235,7 @@ class _Run:
         self.workdir = workdir
         self.devices = devices
         self.train_split, self.test_split = splits["train"], splits["test"]
-        self.image_shape = tuple(self.train_split[0].shape[1:])
+        self.image_shape = self.train_split.image_shape
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = total_steps
         self.resumed_from = resumed_from
@@ -262,15 +265,16 @@ class _Run:
         )
         self.model, self.driver = built.model, built.driver
         self.num_params = int(sum(x.size for x in jax.tree.leaves(built.state.params)))
-        self.log = MetricsLog(self.workdir / "metrics.jsonl")
+        self.log = MetricsLog(self.workdir / "metrics.jsonl", enabled=distributed.is_primary())
         self.state = built.state
 
     def _resume(self) -> dict[str, list[Any]]:
         """Restores the latest checkpoint (or cuts a killed first attempt's log); the changed
         operational keys (key → [saved, new])."""
         changes: dict[str, list[Any]] = {}
-        if self.resumed_from is not None:
-            state, meta = self.ckpts.restore(self.resumed_from, self.state)
+        if self.resumed_from is not None:  # restored as the driver lays it out (all processes)
+            target = self.driver.get_state(self.driver.put_state(self.state))
+            state, meta = self.ckpts.restore(self.resumed_from, target)
             self.best = meta["best"]
             _, operational = setup.changed_keys(meta["config"], self.config)
             changes = {k: list(v) for k, v in operational.items()}
@@ -288,7 +292,10 @@ class _Run:
     def _log_start(self, config_changes: dict[str, list[Any]]) -> None:
         """Writes config.json and the run's info event."""
         config = self.config
-        write_text_atomic(self.workdir / "config.json", config.to_json_best_effort(indent=2) + "\n")
+        if distributed.is_primary():
+            write_text_atomic(
+                self.workdir / "config.json", config.to_json_best_effort(indent=2) + "\n"
+            )
         logging.info(
             "compilation cache: %s",
             self.cache_dir or "off (set config.compilation_cache_dir to keep compiled steps)",
@@ -303,8 +310,8 @@ class _Run:
             parallel=config.parallel,
             steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps,
-            train_examples=len(self.train_split[0]),
-            test_examples=len(self.test_split[0]),
+            train_examples=self.train_split.num_examples,
+            test_examples=self.test_split.num_examples,
             resumed_from=self.resumed_from,
             config_changes=config_changes or None,
             compilation_cache_dir=_relative(self.cache_dir, self.workdir),
@@ -347,7 +354,7 @@ class _Run:
     def _evaluate_and_save(self) -> None:
         self._flush()
         t = time.perf_counter()
-        metrics = evaluate(self.driver, self.state, *self.test_split, self.config.eval_batch_size)
+        metrics = evaluate(self.driver, self.state, self.test_split, self.config.eval_batch_size)
         eval_s = time.perf_counter() - t
         self.timing.setdefault("first_eval_s", eval_s)
         if metrics["test_accuracy"] >= self.best["test_accuracy"]:  # ties: the later, as orbax
@@ -370,6 +377,8 @@ class _Run:
 
     def _plot(self) -> None:
         """Redraws `curves.png` from the log (~0.5-1 s of matplotlib: throttled by the config)."""
+        if not distributed.is_primary():
+            return
         title = f"{self.config.model} ({self.model.conv})"
         plots.plot_curves(self.log.read(), self.workdir / "curves.png", title=title)
         self.last_plot = time.perf_counter()
@@ -387,13 +396,13 @@ class _Run:
     def _train_epoch(self) -> None:
         """Steps to the end of the current epoch (or `total_steps`), from wherever it stands."""
         epoch, offset = divmod(self.step, self.steps_per_epoch)
-        batches = data.train_batches(
-            *self.train_split,
+        batches = self.train_split.train_batches(
             batch_size=self.config.batch_size,
             seed=self.config.seed,
             epoch=epoch,
-            num_devices=len(self.devices),
             start_step=offset,
+            rows=distributed.process_rows(self.devices, self.config.batch_size),
+            num_devices=len(self.devices),
         )
         batches = (
             self.driver.put_batch({"image": b["image"], "label": b["label"]}) for b in batches
@@ -412,6 +421,8 @@ class _Run:
                     self.timing["time_to_first_step_s"] = time.perf_counter() - self.t_start
                     self.meter.restart_clock()
                 self._after_step()
+                if distributed.preempted(self.step):  # SIGTERM to any of several processes
+                    self.stop_signal = signal.SIGTERM
                 if self.stop_signal is not None and self.step < self.total_steps:
                     self._interrupt()
                 if self.step % self.steps_per_epoch == 0 or self.step == self.total_steps:
@@ -431,8 +442,10 @@ class _Run:
     @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM set `stop_signal` (acted on after the running step); a second SIGINT
-        interrupts at once. Only in the main thread (where Python delivers signals)."""
-        if threading.current_thread() is not threading.main_thread():
+        interrupts at once. Only in the main thread (where Python delivers signals), and in one
+        process: with several, JAX's preemption service takes SIGTERM (`distributed.preempted`)
+        so that every process stops at the same step."""
+        if threading.current_thread() is not threading.main_thread() or jax.process_count() > 1:
             yield
             return
 
@@ -485,6 +498,7 @@ class _Run:
             "step_time_ms": 1e3 * meter.train_s / meter.train_steps if meter.train_steps else None,
             "device_kind": self.devices[0].device_kind,
             "device_count": len(self.devices),
+            "process_count": jax.process_count(),
             "parallel": self.config.parallel,
             "dtype": self.config.dtype,
             "batch_size": self.config.batch_size,
@@ -495,5 +509,6 @@ class _Run:
         model = setup.create_model(self.config, axis_name=None)
         results["flops_per_image"] = flops_per_image(model, self.image_shape)
         results["flops_source"] = "sepconv_jax.cost.model_cost (multiply-add = 2 FLOPs)"
-        write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
+        if distributed.is_primary():
+            write_text_atomic(self.workdir / "results.json", json.dumps(results, indent=2) + "\n")
         return results

@@ -107,9 +107,9 @@ def fold_batchnorm(
     BatchNorm is dropped: eval outputs equal the unfolded model's up to float rounding, with one
     elementwise pass less per pair. The pairs are found by tracing one forward pass (a
     BatchNorm applied directly to a conv module's output: `DepthwiseConv`, `PointwiseConv`,
-    `SeparableConv`, `nn.Conv`); other BatchNorms stay as they are. Linen only: an nnx model
-    can be folded through its linen twin (`models.mobilenet_v2_nnx.load_linen` goes the other
-    way).
+    `SeparableConv`, `nn.Conv`), assuming the conv's output feeds nothing else (true of every
+    registered net); other BatchNorms stay as they are. Linen only: nnx modules are
+    not folded (for inference, fold the linen twin of the nnx MobileNetV2).
 
     Args:
       module: a linen net (e.g. `models.create("mobilenet_v3_large")`).

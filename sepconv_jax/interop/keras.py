@@ -1,4 +1,4 @@
-"""`from_keras`: Keras 3 `keras.applications` nets as sepconv_jax nets, weights converted."""
+"""`from_keras`, `from_keras_weights`: Keras 3 `keras.applications` nets as sepconv_jax nets."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from sepconv_jax import models
 from sepconv_jax.interop import keras_layouts as kl
+from sepconv_jax.interop._variables import expected_shapes, listed
 
-#: How many problems a `ValueError` lists.
-MAX_LISTED = 12
 Weights = Mapping[str, Mapping[str, np.ndarray]]
 
 
@@ -70,13 +69,6 @@ def _scale(w: Mapping[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
 _CONVERT["scale"] = _scale
 
 
-def _expected(module: Any) -> dict[tuple[str, ...], tuple[int, ...]]:
-    """The flat `{(collection, *path): shape}` of `module`'s variables (shapes only)."""
-    x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
-    return {k: v.shape for k, v in traverse_util.flatten_dict(dict(variables)).items()}
-
-
 def _convert(layout: kl.Layout, weights: Weights) -> tuple[dict, list[str]]:
     """Keras weights placed by `layout`: `(flat variables, problems)`."""
     flat, problems, used = {}, [], set()
@@ -106,22 +98,15 @@ def _check(flat: dict, expected: dict) -> list[str]:
     return problems
 
 
-def _listed(problems: list[str]) -> str:
-    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-    return "\n  " + "\n  ".join(problems[:MAX_LISTED]) + more
-
-
 def _load(
     family: kl.Family, prefix: str, weights: Weights, fields: dict[str, Any], model_name: str
 ) -> tuple[Any, dict]:
     """Tries the family's candidate configs; returns the first whose variables all match."""
-    from sepconv_jax import models
-
     best: tuple[int, str, list[str]] | None = None
     for name, kwargs in family.candidates(set(weights), model_name):
         module = models.create(name, **kwargs, **fields)
         flat, problems = _convert(family.layout(module, prefix), weights)
-        problems += _check(flat, _expected(module))
+        problems += _check(flat, expected_shapes(module))
         if not problems:
             variables = traverse_util.unflatten_dict(
                 {k: jnp.asarray(v, jnp.float32) for k, v in flat.items()}
@@ -132,7 +117,7 @@ def _load(
     assert best is not None  # every family has candidates
     raise ValueError(
         f"the Keras {family.label} {model_name!r} does not match sepconv_jax's {best[1]} "
-        f"(the closest configuration); first mismatches:{_listed(best[2])}"
+        f"(the closest configuration); first mismatches:{listed(best[2])}"
     )
 
 
@@ -252,3 +237,107 @@ def from_keras(keras_model: Any) -> tuple[Any, dict]:
         # ConvNeXt without its top still ends on a LayerNorm (auto-named): the head norm here.
         weights[f"{prefix}_head_layernorm"] = weights.pop(last.name)
     return _load(family, prefix, weights, fields, keras_model.name)
+
+
+#: The Keras class (snake case, as `.weights.h5` files name their groups) of each layout kind,
+#: and the order of its variables there.
+_H5_CLASS = {
+    "conv": "conv2d",
+    "pointwise": "conv2d",
+    "depthwise": "depthwise_conv2d",
+    "bn": "batch_normalization",
+    "dense": "dense",
+}
+_H5_VARS = {
+    "conv": ("kernel", "bias"),
+    "pointwise": ("kernel", "bias"),
+    "depthwise": ("kernel", "bias"),
+    "bn": ("gamma", "beta", "moving_mean", "moving_variance"),
+    "dense": ("kernel", "bias"),
+}
+#: Registry-name prefix → the family whose layout places a weights file's arrays.
+_H5_FAMILIES = {
+    "mobilenet_v2_imagenet": "MobileNetV2",
+    "mobilenet_v3_": "MobileNetV3",
+    "efficientnet_": "EfficientNet",
+}
+
+
+def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
+    """Loads a Keras 3 `.weights.h5` file of a `keras.applications` model into net `name`.
+
+    A `.weights.h5` file (`keras_model.save_weights(path)`) names its layers by class and
+    creation order (`conv2d_3`, `batch_normalization_7`, ...), not by the Keras layer names, so
+    the net is given by its registry name and fields, which must be those of the saved model
+    (`width`, `include_top`, `num_classes`, ...). The file holds no preprocessing constants
+    except EfficientNet's `Normalization` statistics, which replace the net's `"normalize"`
+    step unless `preprocessing` is given. Supported: MobileNetV2, MobileNetV3 and EfficientNet
+    (ConvNeXt's nested stems: use `from_keras` on the built Keras model).
+
+    Args:
+      name: a registry name, e.g. `"mobilenet_v3_large"`.
+      path: the `.weights.h5` file.
+      **fields: model fields, as `models.create(name, **fields)`.
+
+    Returns:
+      `(module, variables)`, as `from_keras`.
+
+    Raises:
+      ValueError: an unknown or unsupported `name`, a file that is not a Keras 3 weights
+        file, or missing, unexpected or mis-shaped weights (the first ones listed).
+      ImportError: h5py is not installed.
+    """
+    try:
+        import h5py
+    except ImportError as err:  # an optional dependency
+        raise ImportError(
+            "from_keras_weights reads .weights.h5 files with h5py: pip install h5py"
+        ) from err
+    label = next((v for k, v in _H5_FAMILIES.items() if name.startswith(k)), None)
+    if label is None:
+        models.create(name)  # an unknown name raises with the list of known ones
+        raise ValueError(
+            f"from_keras_weights: no Keras weights-file layout for {name!r}; supported: "
+            f"{', '.join(n for n in models.list_models() if n.startswith(tuple(_H5_FAMILIES)))}"
+        )
+    family = next(f for f in kl.FAMILIES if f.label == label)
+    with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            raise ValueError(f"{path}: not a Keras 3 .weights.h5 file (no 'layers' group)")
+        groups = {
+            k: [np.asarray(g["vars"][str(i)]) for i in range(len(g["vars"]))]
+            for k, g in f["layers"].items()
+            if "vars" in g and len(g["vars"])
+        }
+    if "normalization" in groups and "preprocessing" not in fields:
+        mean, variance = groups.pop("normalization")[:2]
+        default = models.create(name).preprocessing
+        fields["preprocessing"] = tuple(
+            ("normalize", _values(mean), _values(variance)) if step[0] == "normalize" else step
+            for step in default
+        )
+    groups.pop("normalization", None)
+    module = models.create(name, **fields)
+    layout = family.layout(module, "")
+    weights, counters, used = {}, {}, set()
+    for keras_name, kind, _ in layout:
+        cls = _H5_CLASS[kind]
+        n = counters.get(cls, 0)
+        counters[cls] = n + 1
+        group = cls if n == 0 else f"{cls}_{n}"
+        if group in groups:
+            weights[keras_name] = dict(zip(_H5_VARS[kind], groups[group]))
+            used.add(group)
+    flat, problems = _convert(layout, weights)
+    problems += _check(flat, expected_shapes(module))
+    problems += [
+        f"file group layers/{g} has weights with no place here" for g in groups if g not in used
+    ]
+    if problems:
+        raise ValueError(
+            f"{path} does not fit {name}({fields}); first mismatches:{listed(problems)}"
+        )
+    variables = traverse_util.unflatten_dict(
+        {k: jnp.asarray(v, jnp.float32) for k, v in flat.items()}
+    )
+    return module, variables

@@ -6,7 +6,7 @@ Blocks: `SeparableBlock` (MobileNetV1) and `InvertedResidual` (MobileNetV2). Seq
 `(N, T, C)` with a decode cache: `CausalDepthwiseConv1D`, `CausalSeparableConv1D`,
 `ConformerConv`. `sepconv_jax.nnx` has the same classes with the same parameter names and
 shapes. Parts of the ImageNet nets: `SqueezeExcite`, `DropPath` (stochastic depth) and a
-channels-last `LayerNorm` (linen only).
+channels-last `LayerNorm` (also in `sepconv_jax.nnx`).
 """
 
 from sepconv_jax.linen.blocks import InvertedResidual, SeparableBlock

@@ -142,7 +142,7 @@ class InvertedResidual(nn.Module):
     expand (`PointwiseConv` to `C*expansion`) → BN → act, skipped when `expansion == 1`;
     depthwise (`DepthwiseConv`, `kernel_size`, `strides`) → BN → act; project (`PointwiseConv`
     to `features`) → BN with no activation (the linear bottleneck). The input is added back
-    when `strides == 1` and `C == features`. Convolutions have no bias; padding is `"SAME"`.
+    when `strides == 1` and `C == features`. Convolutions have no bias.
     BatchNorm is computed in float32 and cast back to the compute dtype.
 
     Attributes:
@@ -150,6 +150,7 @@ class InvertedResidual(nn.Module):
       expansion: hidden channels per input channel. Defaults to 6.
       strides: depthwise stride. Defaults to 1.
       kernel_size: depthwise window. Defaults to 3.
+      padding: depthwise padding, as `ops.depthwise_conv`. Defaults to `"SAME"`.
       act: activation after the expand and depthwise norms. Defaults to `nn.relu6`.
       momentum, epsilon, axis_name: BatchNorm settings, as `SeparableBlock` (0.9, 1e-5, None).
       dtype: compute dtype. Defaults to `None` (the promoted type of `x` and params).
@@ -178,6 +179,7 @@ class InvertedResidual(nn.Module):
     expansion: int = 6
     strides: int | Sequence[int] = 1
     kernel_size: int | Sequence[int] = 3
+    padding: PaddingLike = "SAME"
     act: specs.Act = nn.relu6
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -213,6 +215,7 @@ class InvertedResidual(nn.Module):
         h = DepthwiseConv(
             self.kernel_size,
             strides=strides,
+            padding=self.padding,
             use_bias=False,
             implementation=self.implementation,
             name="depthwise",

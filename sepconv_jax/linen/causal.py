@@ -10,24 +10,41 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, _norm
 from sepconv_jax import _causal_layers as cl
 from sepconv_jax import _layer_specs as specs
+from sepconv_jax import _norm
+from sepconv_jax.linen import spec_module
 from sepconv_jax.linen.convs import DepthwiseConv, PointwiseConv
-from sepconv_jax.linen.spec_module import describe
 
 
-def _state(module: nn.Module, x: jax.Array, width: int, dilation: int) -> nn.Variable | None:
-    """The `"cache"` variable `"state"` if it already exists (it is created now if not).
+def _apply(
+    module: nn.Module,
+    spec_type: type,
+    x: ArrayLike,
+    segment_ids: ArrayLike | None,
+    decode: bool,
+) -> jax.Array:
+    """Builds the causal spec from the module's fields and `x`, declares its parameters (and,
+    when decoding, the `"cache"` variable `"state"`), and applies it.
 
-    Flax attention's convention: `init(..., decode=True)` creates the start-of-sequence state and
-    leaves it there; later calls with `decode=True` read it and advance it.
+    Flax attention's convention: `init(..., decode=True)` creates the start-of-sequence state
+    and leaves it there; later calls with `decode=True` read it and advance it.
     """
-    exists = module.has_variable("cache", "state")
-    cache = module.variable(
-        "cache", "state", cl.start_state, x.shape[0], width, x.shape[-1], dilation, x.dtype
-    )
-    return cache if exists else None
+    where = spec_module.describe(module)
+    x = cl.check_call(x, None, decode, segment_ids, where)
+    spec = spec_type.build(in_features=x.shape[-1], where=where, **spec_module.fields(module))
+    values = spec_module.declare(module, spec)
+    cache = None
+    if decode and module.has_variable("cache", "state"):
+        cache = module.variable("cache", "state")
+    elif decode:  # init: the start-of-sequence state, not advanced by this call
+        v = spec.cache(x.shape[0], spec.compute_dtype(x, values))
+        module.variable(v.collection, v.name, v.init, None, v.shape, v.dtype)
+    state = None if cache is None else cache.value
+    y, new_state = spec.apply(values, x, state=state, segment_ids=segment_ids)
+    if cache is not None:
+        cache.value = new_state
+    return y
 
 
 class CausalDepthwiseConv1D(nn.Module):
@@ -94,37 +111,7 @@ class CausalDepthwiseConv1D(nn.Module):
         Raises:
           ValueError: `x` not `(N, T, C)`, bad options, or `segment_ids` with `decode`.
         """
-        where = describe(self)
-        x = jnp.asarray(x)
-        cl.check_x(x, None, where)
-        width = cl.kernel_width(self.kernel_size, where)
-        d = cl.check_options(self.dilation, self.activation, self.implementation, where)
-        m = _args.positive_int(self.channel_multiplier, "channel_multiplier", where)
-        cl.check_decode(decode, segment_ids, where)
-        features = x.shape[-1] * m
-        kernel = self.param(
-            "depthwise_kernel", self.kernel_init, (width, 1, features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x = specs.promote_to_compute(x, kernel, bias, dtype=self.dtype)[0]
-        cache = _state(self, x, width, d) if decode else None
-        y, new_state = cl.depthwise(
-            x,
-            kernel,
-            bias,
-            dilation=d,
-            activation=self.activation,
-            state=None if cache is None else cache.value,
-            segment_ids=segment_ids,
-            dtype=self.dtype,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        if cache is not None:
-            cache.value = new_state
-        return y
+        return _apply(self, cl.CausalDepthwiseSpec, x, segment_ids, decode)
 
 
 class CausalSeparableConv1D(nn.Module):
@@ -175,41 +162,7 @@ class CausalSeparableConv1D(nn.Module):
 
         Args and Raises as `CausalDepthwiseConv1D`; also a non-positive `features`.
         """
-        where = describe(self)
-        features = _args.positive_int(self.features, "features", where)
-        x = jnp.asarray(x)
-        cl.check_x(x, None, where)
-        width = cl.kernel_width(self.kernel_size, where)
-        d = cl.check_options(self.dilation, None, self.implementation, where)
-        m = _args.positive_int(self.channel_multiplier, "channel_multiplier", where)
-        cl.check_decode(decode, segment_ids, where)
-        hidden = x.shape[-1] * m
-        dw = self.param(
-            "depthwise_kernel", self.depthwise_init, (width, 1, hidden), self.param_dtype
-        )
-        pw = self.param(
-            "pointwise_kernel", self.pointwise_init, (hidden, features), self.param_dtype
-        )
-        bias = None
-        if self.use_bias:
-            bias = self.param("bias", self.bias_init, (features,), self.param_dtype)
-        x = specs.promote_to_compute(x, dw, pw, bias, dtype=self.dtype)[0]
-        cache = _state(self, x, width, d) if decode else None
-        y, new_state = cl.separable(
-            x,
-            dw,
-            pw,
-            bias,
-            dilation=d,
-            state=None if cache is None else cache.value,
-            segment_ids=segment_ids,
-            dtype=self.dtype,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        if cache is not None:
-            cache.value = new_state
-        return y
+        return _apply(self, cl.CausalSeparableSpec, x, segment_ids, decode)
 
 
 class ConformerConv(nn.Module):
@@ -281,9 +234,8 @@ class ConformerConv(nn.Module):
           ValueError: `x` not `(N, T, C)`, `norm="batch"` with `causal`, or `decode` /
             `segment_ids` without `causal`.
         """
-        where = describe(self)
-        x = jnp.asarray(x)
-        cl.check_x(x, None, where)
+        where = spec_module.describe(self)
+        x = cl.check_call(x, None, decode, segment_ids, where)
         cl.check_conformer(self.causal, self.norm, where)
         cl.check_conformer_call(self.causal, decode, segment_ids, where)
         c = x.shape[-1]
@@ -301,14 +253,15 @@ class ConformerConv(nn.Module):
             norm = nn.LayerNorm(
                 epsilon=self.epsilon, dtype=jnp.float32, param_dtype=self.param_dtype, name="norm"
             )
+            h = _norm.in_float32(norm, h)
         else:
-            norm = nn.BatchNorm(
-                use_running_average=not train,
+            h = _norm.batch_norm(
+                h,
+                train,
+                name="norm",
                 momentum=self.momentum,
                 epsilon=self.epsilon,
-                dtype=jnp.float32,
+                axis_name=None,
                 param_dtype=self.param_dtype,
-                name="norm",
             )
-        h = jax.nn.silu(_norm.in_float32(norm, h))
-        return PointwiseConv(c, name="pointwise_out", **conv)(h)
+        return PointwiseConv(c, name="pointwise_out", **conv)(jax.nn.silu(h))

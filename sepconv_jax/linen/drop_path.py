@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from sepconv_jax._block_specs import check_rate, drop_path
 from sepconv_jax.linen.spec_module import describe
 
 
@@ -44,13 +44,7 @@ class DropPath(nn.Module):
         Raises:
           ValueError: `rate` outside `[0, 1)`, or `deterministic` given nowhere.
         """
-        where = describe(self)
-        if not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"{where}: rate must be in [0, 1), got {self.rate!r}")
+        rate = check_rate(self.rate, describe(self))
         deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
-        if deterministic or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
-        return jnp.where(mask, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
+        key = None if deterministic or rate == 0.0 else self.make_rng("dropout")
+        return drop_path(x, rate, key)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
+from jax.typing import ArrayLike
 
 from sepconv_jax import _layer_specs as specs
+from sepconv_jax._block_specs import LayerNormSpec
+from sepconv_jax.linen import spec_module
 
 
 class LayerNorm(nn.Module):
@@ -16,6 +18,7 @@ class LayerNorm(nn.Module):
     `(x - mean_c(x)) / sqrt(var_c(x) + epsilon) * scale + bias` per position: ConvNeXt's
     "channels_last" LayerNorm (and Keras's `LayerNormalization(axis=-1)`). The statistics are
     taken in float32 whatever the compute dtype, as the library's BatchNorm does.
+    `sepconv_jax.nnx.LayerNorm` is the same layer (`_block_specs.LayerNormSpec`).
 
     Attributes:
       epsilon: added to the variance. Defaults to 1e-6 (ConvNeXt's).
@@ -35,18 +38,6 @@ class LayerNorm(nn.Module):
     param_dtype: specs.Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """Normalises `x: (N, ..., C)` over `C`; returns the same shape and dtype."""
-        x = jnp.asarray(x)
-        c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones_init(), (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros_init(), (c,), self.param_dtype)
-        h = x.astype(jnp.float32)
-        mean = jnp.mean(h, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True)
-        y = (h - mean) * lax.rsqrt(var + jnp.float32(self.epsilon))
-        y = specs.add_bias(
-            y * jnp.reshape(scale.astype(jnp.float32), (1,) * (y.ndim - 1) + (c,)),
-            bias.astype(jnp.float32),
-        )
-        return y.astype(x.dtype)
+        return spec_module.apply(self, LayerNormSpec, x, spatial=False)

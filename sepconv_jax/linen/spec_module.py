@@ -52,10 +52,19 @@ def apply(module: nn.Module, spec_type: type, x: ArrayLike, *, spatial: bool = T
         raise ValueError(f"{where}: x must have a channel (last) axis, got shape {x.shape}")
     extra = {"num_spatial_dims": n} if spatial else {}
     spec = spec_type.build(in_features=x.shape[-1], where=where, **extra, **fields(module))
+    return spec.apply(declare(module, spec), x)
+
+
+def declare(module: nn.Module, spec: Any) -> dict[str, Any]:
+    """Declares `spec.variables()` in the calling compact module; returns them by name.
+
+    Parameters come back as arrays; other collections as their linen `Variable` (read and write
+    `.value`).
+    """
     values = {}
     for v in spec.variables():
         if v.collection == "params":
             values[v.name] = module.param(v.name, v.init, v.shape, v.dtype)
         else:
             values[v.name] = module.variable(v.collection, v.name, v.init, None, v.shape, v.dtype)
-    return spec.apply(values, x)
+    return values

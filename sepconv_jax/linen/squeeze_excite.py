@@ -9,6 +9,7 @@ from jax import lax
 
 from sepconv_jax import _args, activations
 from sepconv_jax import _layer_specs as specs
+from sepconv_jax._block_specs import squeeze_excite
 from sepconv_jax.linen.convs import PointwiseConv
 from sepconv_jax.linen.spec_module import describe
 
@@ -58,11 +59,8 @@ class SqueezeExcite(nn.Module):
         where = describe(self)
         features = _args.positive_int(self.features, "features", where)
         act, gate = activations.get(self.act), activations.get(self.gate)
-        x = jnp.asarray(x)
-        if x.ndim != 4:
-            raise ValueError(f"{where}: x must have shape (N, H, W, C), got shape {x.shape}")
         conv = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        s = jnp.mean(x, axis=(1, 2), keepdims=True)
-        s = act(PointwiseConv(features, name="reduce", **conv)(s))
-        s = gate(PointwiseConv(x.shape[-1], name="expand", **conv)(s))
-        return x * s.astype(x.dtype)
+        channels = jnp.shape(x)[-1]
+        reduce = PointwiseConv(features, name="reduce", **conv)
+        expand = PointwiseConv(channels, name="expand", **conv)
+        return squeeze_excite(x, reduce, expand, act, gate, where)

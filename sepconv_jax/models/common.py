@@ -100,6 +100,7 @@ def conv_norm(
     strides: int,
     *,
     names: tuple[str, str],
+    padding: _args.PaddingLike = "SAME",
     momentum: float,
     epsilon: float,
     axis_name: str | None,
@@ -107,13 +108,14 @@ def conv_norm(
     param_dtype: Dtype,
     precision: lax.PrecisionLike,
 ) -> jax.Array:
-    """Full K×K conv (SAME, no bias) → BatchNorm, as submodules `names` of the calling module.
+    """Full K×K conv (no bias) → BatchNorm, as submodules `names` of the calling module.
 
     Args:
       x: `(N, H, W, C_in)`.
       train: BatchNorm uses batch statistics when `True`.
       features, kernel_size, strides: `C_out`, `K` (square window) and the spatial stride.
       names: the conv's and the BatchNorm's names (they name the parameters in checkpoints).
+      padding: the conv's padding, as `nn.Conv`'s. Defaults to `"SAME"`.
 
     Returns:
       `(N, H/s, W/s, features)`, linear (no activation).
@@ -123,7 +125,7 @@ def conv_norm(
         features,
         (k, k),
         strides=strides,
-        padding="SAME",
+        padding=padding,
         use_bias=False,
         dtype=dtype,
         param_dtype=param_dtype,
@@ -171,6 +173,7 @@ class ConvNormAct(nn.Module):
       kernel_size: `K` (square window). Defaults to 3.
       strides: spatial stride. Defaults to 1.
       act: activation, or `None` for a linear block (BN only). Defaults to `nn.relu`.
+      padding: the conv's padding, as `nn.Conv`'s. Defaults to `"SAME"`.
       momentum, epsilon, axis_name: BatchNorm settings (PyTorch's 0.9 / 1e-5 by default).
       dtype: compute dtype. Defaults to `None` (inferred from input and params).
       param_dtype: parameter dtype. Defaults to float32.
@@ -183,6 +186,7 @@ class ConvNormAct(nn.Module):
     kernel_size: int = 3
     strides: int = 1
     act: Act | None = nn.relu
+    padding: _args.PaddingLike = "SAME"
     momentum: float = 0.9
     epsilon: float = 1e-5
     axis_name: str | None = None
@@ -200,6 +204,7 @@ class ConvNormAct(nn.Module):
             self.kernel_size,
             self.strides,
             names=("conv", "norm"),
+            padding=self.padding,
             momentum=self.momentum,
             epsilon=self.epsilon,
             axis_name=self.axis_name,

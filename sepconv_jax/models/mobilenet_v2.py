@@ -8,9 +8,10 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _norm
+from sepconv_jax import _args, _norm
 from sepconv_jax import linen as sl
 from sepconv_jax.models import common
+from sepconv_jax.models import imagenet_common as ic
 
 #: pytorch-cifar's blocks as `(expansion, features, num_blocks, strides)`; the second stage has
 #: stride 1 (the paper's ImageNet net: 2) so that 32×32 inputs end on a 4×4 map.
@@ -73,13 +74,14 @@ class FullInvertedResidual(nn.Module):
     residual at stride 1 with `C_in == features`.
 
     Submodules: `expand`, `expand_norm` (absent when `expansion == 1`), `conv` (`nn.Conv`,
-    kernel `(K, K, C_exp, features)`), `conv_norm`.
+    kernel `(K, K, C_exp, features)`, padded by `padding`), `conv_norm`.
     """
 
     features: int
     expansion: int = 6
     strides: int = 1
     kernel_size: int = 3
+    padding: _args.PaddingLike = "SAME"
     act: common.Act = nn.relu6
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -115,6 +117,7 @@ class FullInvertedResidual(nn.Module):
             self.kernel_size,
             self.strides,
             names=("conv", "conv_norm"),
+            padding=self.padding,
             dtype=self.dtype,
             precision=self.precision,
             **norm,
@@ -137,6 +140,9 @@ class CifarBlock(nn.Module):
       block also has `C_in == C_out` at stride 1 (only at widths below 0.28), `core`'s identity
       residual is taken from the expanded activations.
 
+    `padding` is the K×K conv's convention (`imagenet_common.PADDINGS`): `"tf"` (`"SAME"`) or
+    `"torch"` (`(K-1)/2` on each side, as pytorch-cifar).
+
     Submodules: `core` (`InvertedResidual`, or `FullInvertedResidual` when `conv="full"`), and the
     optional `expand`, `expand_norm`, `shortcut`, `shortcut_norm`.
     """
@@ -148,6 +154,7 @@ class CifarBlock(nn.Module):
     shortcut: str = "projection"
     always_expand: bool = True
     kernel_size: int = 3
+    padding: str = "tf"
     act: common.Act = nn.relu
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -176,6 +183,7 @@ class CifarBlock(nn.Module):
             expansion=self.expansion,
             strides=self.strides,
             kernel_size=self.kernel_size,
+            padding=ic.conv_padding(self.kernel_size, self.padding),
             act=self.act,
             dtype=self.dtype,
             precision=self.precision,
@@ -211,8 +219,9 @@ class MobileNetV2(nn.Module):
     (a separable conv `C_exp → C_out`) becomes one full K×K conv `C_exp → C_out` → BN
     (`FullInvertedResidual`); expansion, linear bottleneck and shortcuts are kept.
 
-    Padding is `"SAME"`: at stride 2 it pads (0, 1) where PyTorch pads (1, 1); parameter counts
-    and shapes are unaffected.
+    Padding is `"SAME"` by default (`padding="tf"`): at stride 2 it pads (0, 1) where PyTorch
+    pads (1, 1); `padding="torch"` pads (1, 1) as pytorch-cifar (for its weights, see
+    `interop.from_torch`). Parameter counts and shapes are the same either way.
 
     Attributes:
       num_classes: classifier outputs. Defaults to 10.
@@ -232,6 +241,8 @@ class MobileNetV2(nn.Module):
       bn_momentum: BatchNorm momentum (PyTorch's 0.9). Defaults to 0.9.
       bn_epsilon: BatchNorm epsilon. Defaults to 1e-5.
       implementation: depthwise implementation passed to the library. Defaults to `"auto"`.
+      padding: the 3×3 convs' convention, `"tf"` (TensorFlow `"SAME"`) or `"torch"` (symmetric,
+        for PyTorch weights). Defaults to `"tf"`.
 
     References:
       Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", 2018.
@@ -266,9 +277,14 @@ class MobileNetV2(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     implementation: str = "auto"
+    padding: str = "tf"
 
     def __post_init__(self) -> None:
         check_fields(self, "MobileNetV2")
+        if self.padding not in ic.PADDINGS:
+            raise ValueError(
+                f"MobileNetV2: padding must be one of {ic.PADDINGS}, got {self.padding!r}"
+            )
         super().__post_init__()
 
     @nn.compact
@@ -298,7 +314,8 @@ class MobileNetV2(nn.Module):
             precision=self.precision,
         )
         stem, last = channels(self.width)
-        x = common.ConvNormAct(stem, 3, name="stem", **shared)(x, train)
+        pad = ic.conv_padding(3, self.padding)
+        x = common.ConvNormAct(stem, 3, padding=pad, name="stem", **shared)(x, train)
         for i, (t, c, s) in enumerate(block_plan(self.cfg, self.width)):
             x = CifarBlock(
                 c,
@@ -307,6 +324,7 @@ class MobileNetV2(nn.Module):
                 conv=self.conv,
                 shortcut=self.shortcut,
                 always_expand=self.always_expand,
+                padding=self.padding,
                 implementation=self.implementation,
                 name=f"block{i}",
                 **shared,

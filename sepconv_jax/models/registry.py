@@ -51,8 +51,10 @@ _MODELS: dict[str, Callable[..., nn.Module | nnx.Module]] = {
 
 def _fixed(name: str) -> dict[str, Any]:
     """The fields a linen `name` fixes: its `conv` ("full" for the `*_full` twins, else
-    "separable"). The nnx names have no `_full` twin registered: they take `conv`."""
-    if name.endswith("_nnx"):
+    "separable"). The nnx names have no `_full` twin registered: they take `conv`; models
+    without a `conv` field fix nothing."""
+    fields = _fields(name)
+    if name.endswith("_nnx") or fields is None or "conv" not in fields:
         return {}
     return {"conv": "full" if name.endswith("_full") else "separable"}
 

@@ -9,14 +9,18 @@ unless `num_spatial_dims` says otherwise; blocks follow `model.train()` / `model
 from sepconv_jax.nnx.blocks import InvertedResidual, SeparableBlock
 from sepconv_jax.nnx.causal import CausalDepthwiseConv1D, CausalSeparableConv1D, ConformerConv
 from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv, SeparableConv
+from sepconv_jax.nnx.imagenet_parts import DropPath, LayerNorm, SqueezeExcite
 
 __all__ = [
     "CausalDepthwiseConv1D",
     "CausalSeparableConv1D",
     "ConformerConv",
     "DepthwiseConv",
+    "DropPath",
     "InvertedResidual",
+    "LayerNorm",
     "PointwiseConv",
     "SeparableBlock",
     "SeparableConv",
+    "SqueezeExcite",
 ]

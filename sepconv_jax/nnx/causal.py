@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,62 +11,70 @@ from flax import nnx
 from jax import lax
 from jax.typing import ArrayLike
 
-from sepconv_jax import _args, _norm
 from sepconv_jax import _causal_layers as cl
 from sepconv_jax import _layer_specs as specs
+from sepconv_jax import _norm
 from sepconv_jax.nnx.convs import DepthwiseConv, PointwiseConv
+from sepconv_jax.nnx.spec_module import SpecLayer
 
 
-class _Cached(nnx.Module):
-    """The decode cache of a causal layer: `init_cache` and the `state` `nnx.Cache`."""
+class _CausalLayer(SpecLayer):
+    """A causal spec's layer with the decode cache of `nnx.MultiHeadAttention`'s kind: the
+    `state` `nnx.Cache`, set by `init_cache` and advanced by calls with `decode=True`."""
 
-    def _set_causal(
-        self,
-        in_features: int,
-        kernel_size: int | Sequence[int],
-        dilation: int,
-        activation: str | None,
-        implementation: str,
-        decode: bool,
-    ) -> int:
-        where = type(self).__name__
-        self.in_features = _args.positive_int(in_features, "in_features", where)
-        self.kernel_size = cl.kernel_width(kernel_size, where)
-        self.dilation = cl.check_options(dilation, activation, implementation, where)
-        self.implementation = implementation
+    def __init__(self, spec: Any, decode: bool, *, rngs: nnx.Rngs):
+        super().__init__(spec, rngs=rngs)
         self.decode = decode
         self.state: nnx.Cache | None = nnx.data(None)
-        return self.kernel_size
 
-    def init_cache(self, batch_size: int, dtype: specs.Dtype = jnp.float32) -> None:
+    def init_cache(self, batch_size: int, dtype: specs.Dtype | None = None) -> None:
         """Sets the decode cache to the start of a sequence: `state` zeros `(batch_size,
-        (W-1)·dilation, in_features)`, in `dtype`, which must be the compute dtype of the
-        calls that follow (`x`'s promoted with the parameters, or `dtype` when set).
+        (W-1)·dilation, in_features)`.
+
+        Args:
+          batch_size: `N` of the calls that follow.
+          dtype: the compute dtype of those calls (`x`'s promoted with the parameters, or the
+            layer's `dtype`). Defaults to `None`: the layer's `dtype` if set, else its
+            `param_dtype`.
         """
-        self.state = nnx.Cache(
-            cl.start_state(batch_size, self.kernel_size, self.in_features, self.dilation, dtype)
-        )
+        spec, _ = self.bound()
+        v = spec.cache(batch_size, dtype)
+        self.state = nnx.Cache(v.init(None, v.shape, v.dtype))
 
-    def _check_call(self, x: jax.Array, segment_ids: ArrayLike | None, decode: bool | None):
-        where = type(self).__name__
-        cl.check_x(x, self.in_features, where)
+    def __call__(
+        self, x: ArrayLike, *, segment_ids: ArrayLike | None = None, decode: bool | None = None
+    ) -> jax.Array:
+        """Applies the layer to `x: (N, T, in_features)`; returns `(N, T, out_features)`.
+
+        Args:
+          x: `(N, T, in_features)`.
+          segment_ids: `(N, T)` ids of packed sequences, or `None`. Not with `decode`.
+          decode: read and advance the cache. Defaults to `None` (the constructor's `decode`).
+
+        Raises:
+          ValueError: `x` not `(N, T, in_features)`, `segment_ids` with `decode`, or decoding
+            before `init_cache`.
+        """
+        spec, values = self.bound()
         decode = self.decode if decode is None else decode
-        cl.check_decode(decode, segment_ids, where)
+        x = cl.check_call(x, spec.in_features, decode, segment_ids, spec.where)
         if decode and self.state is None:
-            raise ValueError(f"{where}: the decode cache is not initialised; call init_cache first")
-        return self.state[...] if decode else None
-
-    def _advance(self, new_state: jax.Array | None) -> None:
+            raise ValueError(
+                f"{spec.where}: the decode cache is not initialised; call init_cache first"
+            )
+        state = self.state[...] if decode else None
+        y, new_state = spec.apply(values, x, state=state, segment_ids=segment_ids)
         if new_state is not None:
             self.state[...] = new_state
+        return y
 
 
-class CausalDepthwiseConv1D(_Cached):
+class CausalDepthwiseConv1D(_CausalLayer):
     """Causal 1-D depthwise conv over `(N, T, C)` sequences with a streaming decode cache.
 
     The nnx twin of `sepconv_jax.linen.CausalDepthwiseConv1D` (same parameters, names and
     shapes): `depthwise_kernel` `(W, 1, in_features*m)` and, if `use_bias`, `bias`. Decoding the
-    way of `nnx.MultiHeadAttention`: `init_cache(batch_size, dtype)` sets the `state`
+    way of `nnx.MultiHeadAttention`: `init_cache(batch_size, dtype=None)` sets the `state`
     `nnx.Cache` `(N, (W-1)·dilation, in_features)` to zeros; each call with `decode=True` (or
     `decode=True` at construction) reads it and advances it by a chunk of any length `T ≥ 1`.
 
@@ -98,6 +107,7 @@ class CausalDepthwiseConv1D(_Cached):
         self,
         in_features: int,
         kernel_size: int | Sequence[int],
+        *,
         channel_multiplier: int = 1,
         dilation: int = 1,
         use_bias: bool = True,
@@ -109,60 +119,27 @@ class CausalDepthwiseConv1D(_Cached):
         bias_init: specs.Initializer = specs.default_bias_init,
         implementation: str = "auto",
         decode: bool = False,
-        *,
         rngs: nnx.Rngs,
     ):
-        where = type(self).__name__
-        width = self._set_causal(
-            in_features, kernel_size, dilation, activation, implementation, decode
+        spec = cl.CausalDepthwiseSpec.build(
+            in_features=in_features,
+            kernel_size=kernel_size,
+            channel_multiplier=channel_multiplier,
+            dilation=dilation,
+            use_bias=use_bias,
+            activation=activation,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            kernel_init=kernel_init,
+            bias_init=bias_init,
+            implementation=implementation,
+            where=type(self).__name__,
         )
-        self.channel_multiplier = _args.positive_int(
-            channel_multiplier, "channel_multiplier", where
-        )
-        features = self.in_features * self.channel_multiplier
-        self.out_features, self.use_bias, self.activation = features, use_bias, activation
-        self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
-        self.depthwise_kernel = nnx.Param(
-            kernel_init(rngs.params(), (width, 1, features), param_dtype)
-        )
-        self.bias: nnx.Param | None = nnx.data(None)
-        if use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (features,), param_dtype))
-
-    def __call__(
-        self, x: ArrayLike, *, segment_ids: ArrayLike | None = None, decode: bool | None = None
-    ) -> jax.Array:
-        """Applies the layer to `x: (N, T, in_features)`; returns `(N, T, in_features*m)`.
-
-        Args:
-          x: `(N, T, in_features)`.
-          segment_ids: `(N, T)` ids of packed sequences, or `None`. Not with `decode`.
-          decode: read and advance the cache. Defaults to `None` (the constructor's `decode`).
-
-        Raises:
-          ValueError: `x` not `(N, T, in_features)`, `segment_ids` with `decode`, or decoding
-            before `init_cache`.
-        """
-        x = jnp.asarray(x)
-        state = self._check_call(x, segment_ids, decode)
-        bias = None if self.bias is None else self.bias[...]
-        y, new_state = cl.depthwise(
-            x,
-            self.depthwise_kernel[...],
-            bias,
-            dilation=self.dilation,
-            activation=self.activation,
-            state=state,
-            segment_ids=segment_ids,
-            dtype=self.dtype,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        self._advance(new_state)
-        return y
+        super().__init__(spec, decode, rngs=rngs)
 
 
-class CausalSeparableConv1D(_Cached):
+class CausalSeparableConv1D(_CausalLayer):
     """Causal 1-D depthwise-separable conv (causal depthwise → pointwise) with a decode cache.
 
     The nnx twin of `sepconv_jax.linen.CausalSeparableConv1D`: `depthwise_kernel`
@@ -194,6 +171,7 @@ class CausalSeparableConv1D(_Cached):
         in_features: int,
         out_features: int,
         kernel_size: int | Sequence[int],
+        *,
         channel_multiplier: int = 1,
         dilation: int = 1,
         use_bias: bool = True,
@@ -205,60 +183,33 @@ class CausalSeparableConv1D(_Cached):
         bias_init: specs.Initializer = specs.default_bias_init,
         implementation: str = "auto",
         decode: bool = False,
-        *,
         rngs: nnx.Rngs,
     ):
-        where = type(self).__name__
-        width = self._set_causal(in_features, kernel_size, dilation, None, implementation, decode)
-        self.out_features = _args.positive_int(out_features, "out_features", where)
-        self.channel_multiplier = _args.positive_int(
-            channel_multiplier, "channel_multiplier", where
+        spec = cl.CausalSeparableSpec.build(
+            in_features=in_features,
+            out_features=out_features,
+            kernel_size=kernel_size,
+            channel_multiplier=channel_multiplier,
+            dilation=dilation,
+            use_bias=use_bias,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            depthwise_init=depthwise_init,
+            pointwise_init=pointwise_init,
+            bias_init=bias_init,
+            implementation=implementation,
+            where=type(self).__name__,
         )
-        hidden = self.in_features * self.channel_multiplier
-        self.use_bias = use_bias
-        self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
-        self.depthwise_kernel = nnx.Param(
-            depthwise_init(rngs.params(), (width, 1, hidden), param_dtype)
-        )
-        self.pointwise_kernel = nnx.Param(
-            pointwise_init(rngs.params(), (hidden, self.out_features), param_dtype)
-        )
-        self.bias: nnx.Param | None = nnx.data(None)
-        if use_bias:
-            self.bias = nnx.Param(bias_init(rngs.params(), (self.out_features,), param_dtype))
-
-    def __call__(
-        self, x: ArrayLike, *, segment_ids: ArrayLike | None = None, decode: bool | None = None
-    ) -> jax.Array:
-        """Applies the layer to `x: (N, T, in_features)`; returns `(N, T, out_features)`.
-
-        Args and Raises as `CausalDepthwiseConv1D`.
-        """
-        x = jnp.asarray(x)
-        state = self._check_call(x, segment_ids, decode)
-        bias = None if self.bias is None else self.bias[...]
-        y, new_state = cl.separable(
-            x,
-            self.depthwise_kernel[...],
-            self.pointwise_kernel[...],
-            bias,
-            dilation=self.dilation,
-            state=state,
-            segment_ids=segment_ids,
-            dtype=self.dtype,
-            precision=self.precision,
-            implementation=self.implementation,
-        )
-        self._advance(new_state)
-        return y
+        super().__init__(spec, decode, rngs=rngs)
 
 
 class ConformerConv(nnx.Module):
     """Conformer's convolution module: pointwise (2C) → GLU → depthwise → norm → swish → pointwise.
 
     The nnx twin of `sepconv_jax.linen.ConformerConv` (same submodules and parameters). When
-    causal, `init_cache(batch_size, dtype)` and `decode` work as in `CausalDepthwiseConv1D` (the
-    cache is `depthwise.state`); BatchNorm (`norm="batch"`, non-causal only) follows
+    causal, `init_cache(batch_size, dtype=None)` and `decode` work as in `CausalDepthwiseConv1D`
+    (the cache is `depthwise.state`); BatchNorm (`norm="batch"`, non-causal only) follows
     `model.train()` / `model.eval()`.
 
     Args:
@@ -284,6 +235,7 @@ class ConformerConv(nnx.Module):
         self,
         in_features: int,
         kernel_size: int = 31,
+        *,
         causal: bool = True,
         norm: str = "layer",
         dilation: int = 1,
@@ -294,37 +246,35 @@ class ConformerConv(nnx.Module):
         precision: lax.PrecisionLike = None,
         implementation: str = "auto",
         decode: bool = False,
-        *,
         rngs: nnx.Rngs,
     ):
         where = type(self).__name__
-        c = _args.positive_int(in_features, "in_features", where)
         cl.check_conformer(causal, norm, where)
         width = cl.kernel_width(kernel_size, where)
-        self.in_features, self.causal, self.decode = c, causal, decode
         conv = dict(dtype=dtype, param_dtype=param_dtype, precision=precision, rngs=rngs)
-        self.pointwise_in = PointwiseConv(c, 2 * c, **conv)
+        self.pointwise_in = PointwiseConv(in_features, 2 * in_features, **conv)
+        c = self.pointwise_in.in_features  # validated
+        self.in_features, self.causal, self.decode = c, causal, decode
         dw = dict(dilation=dilation, use_bias=True, implementation=implementation)
         if causal:
             self.depthwise = CausalDepthwiseConv1D(c, width, **dw, **conv)
         else:  # the paper's centred window
-            self.depthwise = DepthwiseConv(c, (width,), padding="SAME", **dw, **conv)
+            self.depthwise = DepthwiseConv(
+                c, (width,), padding="SAME", num_spatial_dims=1, **dw, **conv
+            )
         if norm == "layer":
             self.norm = nnx.LayerNorm(
                 c, epsilon=epsilon, dtype=jnp.float32, param_dtype=param_dtype, rngs=rngs
             )
         else:
             self.norm = _norm.BatchNorm(
-                c,
-                momentum=momentum,
-                epsilon=epsilon,
-                param_dtype=param_dtype,
-                rngs=rngs,
+                c, momentum=momentum, epsilon=epsilon, param_dtype=param_dtype, rngs=rngs
             )
         self.pointwise_out = PointwiseConv(c, c, **conv)
 
-    def init_cache(self, batch_size: int, dtype: specs.Dtype = jnp.float32) -> None:
-        """Sets the depthwise conv's cache to the start of a sequence (causal only)."""
+    def init_cache(self, batch_size: int, dtype: specs.Dtype | None = None) -> None:
+        """Sets the depthwise conv's cache to the start of a sequence (causal only), as
+        `CausalDepthwiseConv1D.init_cache`."""
         if not self.causal:
             raise ValueError("ConformerConv: init_cache needs causal=True")
         self.depthwise.init_cache(batch_size, dtype)
@@ -339,9 +289,8 @@ class ConformerConv(nnx.Module):
             `causal`.
         """
         where = type(self).__name__
-        x = jnp.asarray(x)
-        cl.check_x(x, self.in_features, where)
         decode = self.decode if decode is None else decode
+        x = cl.check_call(x, self.in_features, decode, segment_ids, where)
         cl.check_conformer_call(self.causal, decode, segment_ids, where)
         h = cl.glu(self.pointwise_in(x))
         if self.causal:

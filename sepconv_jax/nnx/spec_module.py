@@ -64,6 +64,11 @@ class SpecLayer(nnx.Module):
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """Applies the spec; parameters are passed as arrays, other state as its variable."""
+        spec, values = self.bound()
+        return spec.apply(values, x)
+
+    def bound(self) -> tuple[Any, dict[str, Any]]:
+        """The spec with the current `SETTABLE` attributes, and the values `apply` takes."""
         spec = self.spec
         changed = {k: getattr(self, k) for k in SETTABLE if hasattr(spec, k)}
         if any(getattr(spec, k) is not v for k, v in changed.items()):
@@ -72,7 +77,7 @@ class SpecLayer(nnx.Module):
         for v in spec.variables():
             variable = getattr(self, v.name)
             values[v.name] = variable[...] if v.collection == "params" else variable
-        return spec.apply(values, x)
+        return spec, values
 
 
 def _spec_attribute(name: str) -> property:
