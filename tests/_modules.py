@@ -1,14 +1,20 @@
-"""Helpers shared by the linen and nnx module tests: fresh inputs, tolerances, references."""
+"""The module tests' harness: one adapter over linen and nnx, fresh inputs, tolerances, references."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
+from sepconv_jax import linen as sl
+from sepconv_jax import nnx as sn
 from sepconv_jax import ops
 
 HIGHEST = lax.Precision.HIGHEST
@@ -119,3 +125,111 @@ def flax_conv_args(geometry: dict, use_bias: bool) -> dict:
         use_bias=use_bias,
         precision=HIGHEST,
     )
+
+
+# -- One harness over both APIs ------------------------------------------------------------------
+
+APIS = ("linen", "nnx")
+BLOCKS = ("SeparableBlock", "InvertedResidual")
+#: A user norm factory in each API's own form (linen: called with a name; nnx: a class).
+LAYER_NORM = {"linen": lambda name: nn.LayerNorm(name=name), "nnx": nnx.LayerNorm}
+
+
+def _pick(tree: dict, template: dict) -> dict:
+    """The entries of `tree` at the paths of `template`."""
+    return {k: _pick(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in template.items()}
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if k in out and isinstance(v, dict) else v
+    return out
+
+
+class Layer:
+    """A layer of `sepconv_jax.linen` or `sepconv_jax.nnx` built from shared arguments.
+
+    Its variables are one nested dict, `pure`, as nnx holds them (linen's params and batch_stats
+    merged); `apply(pure, x, train)` is a pure function of them in both APIs.
+
+    Args:
+        api: "linen" or "nnx".
+        name: the layer's class name, e.g. "SeparableConv".
+        x: an input `(N, *spatial, C)`: linen initialises from it, nnx takes `C` as
+            `in_features` and its rank as `num_spatial_dims` (not for `PointwiseConv`).
+        features: the output features (linen `features`, nnx `out_features`), if any.
+        random: fresh random values (positive variances) from NumPy; else a real init.
+        **kwargs: the other arguments, the same in both APIs.
+    """
+
+    def __init__(self, api: str, name: str, x, features=None, random: bool = True, **kwargs):
+        self.api, self.block = api, name in BLOCKS
+        train = {"train": False} if self.block else {}
+        if api == "linen":
+            self.module = getattr(sl, name)(
+                **kwargs, **({} if features is None else {"features": features})
+            )
+            init = functools.partial(self.module.init, **train)
+            v = jax.eval_shape(init, key(), x) if random else jax.jit(init)(key(), x)
+            self.template = shapes(v)
+        else:
+            args = dict(in_features=x.shape[-1], **kwargs)
+            if features is not None:
+                args["out_features"] = features
+            if name != "PointwiseConv":
+                args.setdefault("num_spatial_dims", x.ndim - 2)
+            make = lambda: getattr(sn, name)(**args, rngs=nnx.Rngs(key()))  # noqa: E731
+            module = nnx.eval_shape(make) if random else make()
+            self.graphdef, self._state = nnx.split(module)
+            v = {
+                "params": nnx.to_pure_dict(nnx.state(module, nnx.Param)),
+                "batch_stats": nnx.to_pure_dict(nnx.state(module, nnx.BatchStat)),
+            }
+            self.template = {k: shapes(t) for k, t in v.items() if t}
+        merged = _merge(v.get("params", {}), v.get("batch_stats", {}))
+        self.pure = jax.tree_util.tree_map_with_path(fill, merged) if random else merged
+
+    def params(self, pure: dict | None = None) -> dict:
+        """The trainable entries of `pure` (default: the layer's own)."""
+        return _pick(self.pure if pure is None else pure, self.template["params"])
+
+    def apply(self, pure: dict, x, train: bool = False):
+        """`(y, pure')`: the output and the variables after the call (running stats updated
+        when `train`)."""
+        if self.api == "linen":
+            v = {col: _pick(pure, t) for col, t in self.template.items()}
+            kw = {"train": train} if self.block else {}
+            if "batch_stats" not in v:
+                return self.module.apply(v, x, **kw), pure
+            y, upd = self.module.apply(v, x, **kw, mutable=["batch_stats"])
+            return y, _merge(v["params"], upd["batch_stats"])
+        state = jax.tree.map(lambda a: a, self._state)  # a copy, filled in place
+        nnx.replace_by_pure_dict(state, pure)
+        module = nnx.merge(self.graphdef, state)
+        module.train() if train else module.eval()
+        return module(x), nnx.to_pure_dict(nnx.state(module))
+
+    def __call__(self, x, train: bool = False):
+        """Applies the layer and keeps the updated variables."""
+        y, self.pure = self.apply(self.pure, x, train)
+        return y
+
+    def with_pure(self, pure: dict) -> Layer:
+        """This layer with the variables `pure` (a shallow copy)."""
+        other = copy.copy(self)
+        other.pure = pure
+        return other
+
+
+def stock_apply(api: str, name: str, params: dict, x, **kwargs):
+    """The stock Flax layer `name` ("Dense" or "Conv"; nnx: "Linear" or "Conv") of `api` with
+    `params` (`kernel`, optional `bias`) applied to `x`; `kwargs` as linen takes them."""
+    if api == "linen":
+        return getattr(nn, name)(**kwargs).apply({"params": params}, x)
+    features = kwargs.pop("features")
+    cls = nnx.Linear if name == "Dense" else nnx.Conv
+    layer = nnx.eval_shape(lambda: cls(x.shape[-1], features, **kwargs, rngs=nnx.Rngs(0)))
+    for k, v in params.items():
+        setattr(layer, k, nnx.Param(v))
+    return layer(x)
