@@ -10,9 +10,8 @@ MobileNetV1 (which has no nnx twin) under nnx.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ from sepconv_jax.models import mobilenet_v2 as v2
 class _Settings:
     """BatchNorm, dtype and precision settings shared by every layer of one model."""
 
-    def __init__(self, model: _Config, dtype: common.Dtype):
+    def __init__(self, model: MobileNetV2, dtype: common.Dtype):
         self.act = model.act
         self.norm = dict(
             momentum=model.bn_momentum,
@@ -117,7 +116,7 @@ class CifarBlock(nnx.Module):
         out_features: int,
         expansion: int,
         strides: int,
-        model: _Config,
+        model: MobileNetV2,
         settings: _Settings,
         *,
         rngs: nnx.Rngs,
@@ -154,55 +153,6 @@ class CifarBlock(nnx.Module):
         if self.shortcut is not None:
             y = y + self.shortcut_norm(self.shortcut(x))
         return y
-
-
-class _Config(NamedTuple):
-    """The fields the layers are built from (hashable: `_init_layers` compiles once per config)."""
-
-    num_classes: int
-    width: float
-    conv: str
-    shortcut: str
-    always_expand: bool
-    act: common.Act
-    dtype: common.Dtype
-    param_dtype: common.Dtype
-    precision: lax.PrecisionLike
-    axis_name: str | None
-    bn_momentum: float
-    bn_epsilon: float
-    implementation: str
-    cfg: tuple[tuple[int, int, int, int], ...]
-    in_features: int
-
-
-@functools.partial(nnx.jit, static_argnums=0)
-def _init_layers(
-    config: _Config, rngs: nnx.Rngs
-) -> tuple[ConvNormAct, nnx.List, ConvNormAct, nnx.Linear]:
-    """The stem, blocks, last conv and classifier, every initialiser in one compiled program.
-
-    Built eagerly, each initialiser and shape is a small XLA program of its own; compiled as one,
-    the values are the same bits (the same keys, drawn in the same order) and the program is
-    one entry of JAX's compilation cache, so a later build of the same config (in this process,
-    or in another with the persistent cache on) skips the compile.
-    """
-    settings = _Settings(config, config.dtype)
-    stem_features, last_features = v2.channels(config.width)
-    stem = ConvNormAct(config.in_features, stem_features, 3, 1, config.act, settings, rngs=rngs)
-    blocks, c_in = [], stem_features
-    for t, c, s in v2.block_plan(config.cfg, config.width):
-        blocks.append(CifarBlock(c_in, c, t, s, config, settings, rngs=rngs))
-        c_in = c
-    last = ConvNormAct(c_in, last_features, 1, 1, config.act, settings, rngs=rngs)
-    classifier = nnx.Linear(
-        last_features,
-        config.num_classes,
-        dtype=jnp.float32,
-        param_dtype=config.param_dtype,
-        rngs=rngs,
-    )
-    return stem, nnx.List(blocks), last, classifier
 
 
 class MobileNetV2(nnx.Module):
@@ -265,12 +215,20 @@ class MobileNetV2(nnx.Module):
         self.implementation = implementation
         v2.check_fields(self, "nnx MobileNetV2")
         self.dtype = dtype if dtype is not None else param_dtype
-        config = _Config(
-            *(getattr(self, f) for f in _Config._fields[:-2]), cfg=cfg, in_features=in_features
-        )
-        self.stem, self.blocks, self.last, self.classifier = _init_layers(config, rngs)
+        settings = _Settings(self, self.dtype)
+        stem, last = v2.channels(width)
+        self.stem = ConvNormAct(in_features, stem, 3, 1, act, settings, rngs=rngs)
+        blocks, c_in = [], stem
+        for t, c, s in v2.block_plan(cfg, width):
+            blocks.append(CifarBlock(c_in, c, t, s, self, settings, rngs=rngs))
+            c_in = c
+        self.blocks = nnx.List(blocks)
+        self.last = ConvNormAct(c_in, last, 1, 1, act, settings, rngs=rngs)
         # A dropout rng stream only where dropout is on: no RngState to carry (or to load) else.
         self.dropout_layer = nnx.Dropout(dropout, rngs=rngs if dropout > 0 else None)
+        self.classifier = nnx.Linear(
+            last, num_classes, dtype=jnp.float32, param_dtype=param_dtype, rngs=rngs
+        )
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """Classifies `x: (N, H, W, C)` floating images; returns float32 `(N, num_classes)`.
