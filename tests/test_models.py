@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from flax.nnx import bridge
 
 from sepconv_jax import models
 from sepconv_jax.models import mobilenet_v2_nnx
@@ -360,3 +361,28 @@ def test_nnx_matches_linen_on_same_variables(conv):
 def test_nnx_load_rejects_other_config():
     with pytest.raises(ValueError, match="linen variables"):
         mobilenet_v2_nnx.load_linen(_abstract_nnx("full"), _tiny_variables("mobilenet_v2_tiny"))
+
+
+def test_mobilenet_v1_runs_under_nnx_through_the_bridge():
+    # MobileNetV1 has no nnx twin: Flax's bridge wraps the linen model (linen's paths and `train`).
+    linen_model, variables = (
+        models.create("mobilenet_v1_tiny"),
+        _tiny_variables("mobilenet_v1_tiny"),
+    )
+    x = _images(seed=3)
+    wrap = lambda: bridge.ToNNX(linen_model, rngs=nnx.Rngs(0))  # noqa: E731
+    rngs = nnx.state(wrap())  # concrete rng state (the wrapper holds no variables before init)
+    # The variables' structure without running the initialisers, then the linen values in.
+    model = nnx.eval_shape(lambda: bridge.lazy_init(wrap(), x, train=False))
+    graphdef, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+    nnx.replace_by_pure_dict(params, variables["params"])
+    nnx.replace_by_pure_dict(stats, variables["batch_stats"])
+    model = nnx.merge(graphdef, params, stats, rngs)
+    expected = _apply(linen_model, variables, x, train=False)
+    y = nnx.jit(lambda m, x: m(x, train=False))(model, x)
+    chex.assert_trees_all_close(y, expected, atol=1e-5, rtol=1e-5)
+    expected, expected_stats = _apply(linen_model, variables, x, train=True)
+    y = nnx.jit(lambda m, x: m(x, train=True, mutable=["batch_stats"]))(model, x)
+    chex.assert_trees_all_close(y, expected, atol=1e-4, rtol=1e-4)
+    stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+    chex.assert_trees_all_close(stats, expected_stats, atol=1e-5, rtol=1e-5)

@@ -1,4 +1,7 @@
-"""MobileNetV1 for CIFAR (pytorch-cifar's layout) from `SeparableBlock`s, and its full-conv twin."""
+"""MobileNetV1 for CIFAR (pytorch-cifar's layout) from `SeparableBlock`s, and its full-conv twin.
+
+Linen only: under nnx, wrap it with `flax.nnx.bridge.ToNNX` (README, "Training").
+"""
 
 from __future__ import annotations
 
