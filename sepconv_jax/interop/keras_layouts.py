@@ -2,7 +2,8 @@
 
 A layout is a list of `(keras_layer_name, kind, path)`: the Keras layer's weights, converted as
 `kind` says (see `keras._CONVERT`), land at `path` (a tuple of module names) in the net's
-variables. A family also says how to recognise its Keras model and which model fields to try.
+variables. A family also says how to recognise its Keras model, which model fields to try and
+where a `.weights.h5` file keeps its layers.
 """
 
 from __future__ import annotations
