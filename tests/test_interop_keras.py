@@ -148,21 +148,38 @@ def test_unknown_model_raises():
         models.create("mobilenet_v9")
 
 
-def test_from_keras_weights_file_equals_from_keras(keras_models, tmp_path):
-    model = keras_models("mobilenet_v3_small")
-    path = str(tmp_path / "v3.weights.h5")
+@pytest.mark.parametrize(
+    "case, fields",
+    [
+        ("mobilenet_v3_small", dict(classifier_activation="softmax")),
+        # Nested `Sequential` stem and downsampling blocks, layer scale, a `Dense` head.
+        ("convnext_tiny", dict(classifier_activation=None)),
+    ],
+)
+def test_from_keras_weights_file_equals_from_keras(case, fields, keras_models, tmp_path):
+    model = keras_models(case)
+    path = str(tmp_path / f"{case}.weights.h5")
     with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
         model.save_weights(path)
-    _, expected = from_keras(model)
-    module, variables = from_keras_weights(
-        "mobilenet_v3_small", path, classifier_activation="softmax"
-    )
-    assert module.variant == "small"
+    expected_module, expected = from_keras(model)
+    module, variables = from_keras_weights(case, path, **fields)
+    # The file holds no preprocessing constants here: every other field is the model's.
+    assert module.clone(preprocessing=()) == expected_module.clone(preprocessing=())
     flat, want = (traverse_util.flatten_dict(v) for v in (variables, expected))
     assert flat.keys() == want.keys()
     for key in want:
         np.testing.assert_array_equal(flat[key], want[key], err_msg="/".join(key))
+
+
+def test_from_keras_weights_mismatch_raises(keras_models, tmp_path):
+    path = str(tmp_path / "v3.weights.h5")
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        keras_models("mobilenet_v3_small").save_weights(path)
     with pytest.raises(ValueError, match=r"does not fit mobilenet_v3_large.*first mismatches"):
         from_keras_weights("mobilenet_v3_large", path)
-    with pytest.raises(ValueError, match="no Keras weights-file layout for 'convnext_tiny'"):
+    with pytest.raises(
+        ValueError, match=r"does not fit convnext_tiny[\s\S]*convnext_tiny_stem_conv"
+    ):
         from_keras_weights("convnext_tiny", path)
+    with pytest.raises(ValueError, match="no Keras weights-file layout for 'mobilenet_v2'"):
+        from_keras_weights("mobilenet_v2", path)

@@ -247,6 +247,8 @@ _H5_CLASS = {
     "depthwise": "depthwise_conv2d",
     "bn": "batch_normalization",
     "dense": "dense",
+    "ln": "layer_normalization",
+    "scale": "layer_scale",
 }
 _H5_VARS = {
     "conv": ("kernel", "bias"),
@@ -254,13 +256,30 @@ _H5_VARS = {
     "depthwise": ("kernel", "bias"),
     "bn": ("gamma", "beta", "moving_mean", "moving_variance"),
     "dense": ("kernel", "bias"),
+    "ln": ("gamma", "beta"),
+    "scale": ("gamma",),
 }
 #: Registry-name prefix → the family whose layout places a weights file's arrays.
 _H5_FAMILIES = {
     "mobilenet_v2_imagenet": "MobileNetV2",
     "mobilenet_v3_": "MobileNetV3",
     "efficientnet_": "EfficientNet",
+    "convnext_": "ConvNeXt",
 }
+
+
+def _h5_groups(layers: Any, path: str = "layers") -> dict[str, list[np.ndarray]]:
+    """Every layer group holding weights under a file's `layers` group, by its path, nested
+    models' (`layers/sequential/layers/conv2d`) included; the arrays in saving order."""
+    out = {}
+    for key, group in layers.items():
+        if "vars" in group and len(group["vars"]):
+            out[f"{path}/{key}"] = [
+                np.asarray(group["vars"][str(i)]) for i in range(len(group["vars"]))
+            ]
+        if "layers" in group:
+            out.update(_h5_groups(group["layers"], f"{path}/{key}/layers"))
+    return out
 
 
 def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
@@ -271,8 +290,9 @@ def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
     the net is given by its registry name and fields, which must be those of the saved model
     (`width`, `include_top`, `num_classes`, ...). The file holds no preprocessing constants
     except EfficientNet's `Normalization` statistics, which replace the net's `"normalize"`
-    step unless `preprocessing` is given. Supported: MobileNetV2, MobileNetV3 and EfficientNet
-    (ConvNeXt's nested stems: use `from_keras` on the built Keras model).
+    step unless `preprocessing` is given. Supported: MobileNetV2, MobileNetV3, EfficientNet and
+    ConvNeXt (its stem and downsampling blocks are read from the file's nested `Sequential`
+    groups; pass `layer_scale=None` for a model built without layer scale).
 
     Args:
       name: a registry name, e.g. `"mobilenet_v3_large"`.
@@ -304,35 +324,30 @@ def from_keras_weights(name: str, path: str, **fields: Any) -> tuple[Any, dict]:
     with h5py.File(path, "r") as f:
         if "layers" not in f:
             raise ValueError(f"{path}: not a Keras 3 .weights.h5 file (no 'layers' group)")
-        groups = {
-            k: [np.asarray(g["vars"][str(i)]) for i in range(len(g["vars"]))]
-            for k, g in f["layers"].items()
-            if "vars" in g and len(g["vars"])
-        }
-    if "normalization" in groups and "preprocessing" not in fields:
-        mean, variance = groups.pop("normalization")[:2]
+        groups = _h5_groups(f["layers"])
+    if "layers/normalization" in groups and "preprocessing" not in fields:
+        mean, variance = groups.pop("layers/normalization")[:2]
         default = models.create(name).preprocessing
         fields["preprocessing"] = tuple(
             ("normalize", _values(mean), _values(variance)) if step[0] == "normalize" else step
             for step in default
         )
-    groups.pop("normalization", None)
+    groups.pop("layers/normalization", None)
     module = models.create(name, **fields)
-    layout = family.layout(module, "")
+    layout = family.layout(module, name)  # the Keras layer names, where a family prefixes them
+    classes = {**_H5_CLASS, **dict(family.h5_classes)}
     weights, counters, used = {}, {}, set()
     for keras_name, kind, _ in layout:
-        cls = _H5_CLASS[kind]
-        n = counters.get(cls, 0)
-        counters[cls] = n + 1
-        group = cls if n == 0 else f"{cls}_{n}"
+        scope, cls = family.h5_scope(keras_name), classes[kind]
+        n = counters.get((scope, cls), 0)
+        counters[(scope, cls)] = n + 1
+        group = (f"layers/{scope}/layers/" if scope else "layers/") + cls + (f"_{n}" if n else "")
         if group in groups:
             weights[keras_name] = dict(zip(_H5_VARS[kind], groups[group]))
             used.add(group)
     flat, problems = _convert(layout, weights)
     problems += _check(flat, expected_shapes(module))
-    problems += [
-        f"file group layers/{g} has weights with no place here" for g in groups if g not in used
-    ]
+    problems += [f"file group {g} has weights with no place here" for g in groups if g not in used]
     if problems:
         raise ValueError(
             f"{path} does not fit {name}({fields}); first mismatches:{listed(problems)}"

@@ -2,7 +2,8 @@
 
 A layout is a list of `(keras_layer_name, kind, path)`: the Keras layer's weights, converted as
 `kind` says (see `keras._CONVERT`), land at `path` (a tuple of module names) in the net's
-variables. A family also says how to recognise its Keras model and which model fields to try.
+variables. A family also says how to recognise its Keras model, which model fields to try and
+where a `.weights.h5` file keeps its layers.
 """
 
 from __future__ import annotations
@@ -143,6 +144,24 @@ def convnext_layout(model: Any, prefix: str) -> Layout:
     return out + _head(model, f"{p}_head_dense")
 
 
+def convnext_h5_scope(name: str) -> str:
+    """The nested `Sequential` group of a `.weights.h5` file that holds ConvNeXt layer `name`.
+
+    Keras builds the stem and each downsampling block as a `Sequential` (`sequential`, then
+    `sequential_{i + 1}` for downsampling block `i`); every other layer is at the top level (`""`).
+    """
+    if "_stem_" in name:
+        return "sequential"
+    if m := re.search(r"_downsampling_[a-z]+_(\d+)$", name):
+        return f"sequential_{int(m.group(1)) + 1}"
+    return ""
+
+
+def _top_level(name: str) -> str:
+    del name
+    return ""
+
+
 def _convnext_candidates(names: set[str], model_name: str) -> list[tuple[str, dict[str, Any]]]:
     layer_scale = any(n.endswith("_layer_scale") for n in names)
     return [("convnext_tiny", {"layer_scale": 1e-6 if layer_scale else None})]
@@ -161,6 +180,11 @@ class Family(NamedTuple):
     top: str
     #: The Keras layer whose activation is the classifier activation.
     activation: str
+    #: In a `.weights.h5` file: the Keras class (snake case) of the layout kinds whose class
+    #: is not the usual one (`keras._H5_CLASS`), as `(kind, class)` pairs.
+    h5_classes: tuple[tuple[str, str], ...] = ()
+    #: In a `.weights.h5` file: the nested-model group holding a Keras layer (`""`: top level).
+    h5_scope: Callable[[str], str] = _top_level
 
     def prefix(self, names: list[str]) -> str | None:
         """The model-name prefix if `names` hold this family's signature, else `None`."""
@@ -229,5 +253,8 @@ FAMILIES = (
         convnext_layout,
         "{p}_head_dense",
         "{p}_head_dense",
+        # The block's depthwise conv is a grouped `Conv2D`, its pointwise convs `Dense` layers.
+        (("depthwise", "conv2d"), ("pointwise", "dense")),
+        convnext_h5_scope,
     ),
 )
