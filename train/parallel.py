@@ -222,7 +222,8 @@ def prefetch(items: Iterable[Any], size: int = 2) -> Iterator[Any]:
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
             put(e)
 
-    threading.Thread(target=produce, daemon=True).start()
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
     try:
         while (item := q.get()) is not done:
             if isinstance(item, BaseException):
@@ -230,3 +231,6 @@ def prefetch(items: Iterable[Any], size: int = 2) -> Iterator[Any]:
             yield item
     finally:
         stop.set()
+        # Wait for the item in preparation: a process that exits while this thread is inside
+        # JAX (a host-to-device copy) can abort in the interpreter's shutdown.
+        producer.join()
