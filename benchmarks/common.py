@@ -210,7 +210,7 @@ class Timing:
         return len(self.samples_s)
 
 
-def _samples(
+def timed_samples(
     run_once: Callable[[], float], budget_s: float, min_samples: int, max_samples: int
 ) -> list[float]:
     """Calls `run_once` (returns seconds) until the budget or `max_samples`, at least `min_samples`."""
@@ -271,7 +271,7 @@ def time_jax(
 
     jax.block_until_ready(program(sets))  # compile + first run
     run_once()  # warm (allocator, autotuned plans)
-    return Timing(tuple(_samples(run_once, budget_s, min_samples, max_samples)), len(sets))
+    return Timing(tuple(timed_samples(run_once, budget_s, min_samples, max_samples)), len(sets))
 
 
 def time_torch(
@@ -311,7 +311,7 @@ def time_torch(
             fn(*s)
     if cuda:
         torch.cuda.synchronize()
-    return Timing(tuple(_samples(run_once, budget_s, min_samples, max_samples)), len(sets))
+    return Timing(tuple(timed_samples(run_once, budget_s, min_samples, max_samples)), len(sets))
 
 
 def num_sets(bytes_per_set: int, *, max_sets: int, cache_bytes: int = L2_BYTES) -> int:

@@ -208,7 +208,7 @@ def _time(exe, sets, budget_s: float) -> common.Timing:
 
     jax.block_until_ready(exe(sets))
     once()
-    return common.Timing(tuple(common._samples(once, budget_s, 5, 30)), len(sets))
+    return common.Timing(tuple(common.timed_samples(once, budget_s, 5, 30)), len(sets))
 
 
 def _compile_all(named: dict[str, Any], sets, workers: int) -> dict[str, Any]:
