@@ -129,7 +129,7 @@ def fold_batchnorm(
       >>> from sepconv_jax import models
       >>> model = models.create("mobilenet_v2_tiny")
       >>> x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-      >>> variables = model.init(jax.random.key(1), x, train=False)
+      >>> variables = jax.jit(model.init, static_argnames="train")(jax.random.key(1), x, train=False)
       >>> folded, folded_vars = fold_batchnorm(model, variables)
       >>> "batch_stats" in folded_vars
       False
