@@ -135,15 +135,7 @@ class EfficientNet(nn.Module):
         `MobileNetV2Imagenet`; stochastic depth and dropout need a `"dropout"` rng in training."""
         dtype = common.compute_dtype(self.dtype, self.param_dtype)
         x = ic.preprocess(common.check_images(x, dtype, "EfficientNet"), self.preprocessing)
-        bn = dict(
-            padding=self.padding,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            axis_name=self.axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
-        )
+        bn = ic.conv_bn_fields(self, dtype)
         x = ic.ConvBN(_filters(self.variant, 32), 3, 2, "swish", name="stem", **bn)(x, train)
         x = run_blocks(x, train, block_plan(self.variant), self, dtype)
         x = ic.ConvBN(_filters(self.variant, 1280), 1, 1, "swish", name="last", **bn)(x, train)

@@ -130,6 +130,20 @@ class ConvBN(nn.Module):
         return x if self.act is None else activations.get(self.act)(x)
 
 
+def conv_bn_fields(model: nn.Module, dtype: common.Dtype) -> dict[str, object]:
+    """The `ConvBN` arguments an ImageNet net passes to its stem and last conv: its padding
+    convention, BatchNorm settings, compute `dtype`, parameter dtype and precision."""
+    return dict(
+        padding=model.padding,
+        momentum=model.bn_momentum,
+        epsilon=model.bn_epsilon,
+        axis_name=model.axis_name,
+        dtype=dtype,
+        param_dtype=model.param_dtype,
+        precision=model.precision,
+    )
+
+
 def pool(x: jax.Array, pooling: str | None) -> jax.Array:
     """`x: (N, H, W, C)` unchanged (`None`), or its spatial mean / max `(N, C)`, in float32."""
     if pooling is None:

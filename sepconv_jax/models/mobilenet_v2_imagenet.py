@@ -114,15 +114,7 @@ class MobileNetV2Imagenet(nn.Module):
         """
         dtype = common.compute_dtype(self.dtype, self.param_dtype)
         x = ic.preprocess(common.check_images(x, dtype, "MobileNetV2Imagenet"), self.preprocessing)
-        bn = dict(
-            padding=self.padding,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            axis_name=self.axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
-        )
+        bn = ic.conv_bn_fields(self, dtype)
         x = ic.ConvBN(common.make_divisible(32 * self.width), 3, 2, "relu6", name="stem", **bn)(
             x, train
         )

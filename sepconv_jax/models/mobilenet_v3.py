@@ -128,15 +128,7 @@ class MobileNetV3(nn.Module):
         dtype = common.compute_dtype(self.dtype, self.param_dtype)
         x = ic.preprocess(common.check_images(x, dtype, "MobileNetV3"), self.preprocessing)
         act = "relu" if self.minimalistic else "hard_swish"
-        bn = dict(
-            padding=self.padding,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            axis_name=self.axis_name,
-            dtype=dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
-        )
+        bn = ic.conv_bn_fields(self, dtype)
         x = ic.ConvBN(STEM_FEATURES, 3, 2, act, name="stem", **bn)(x, train)
         plan = block_plan(self.variant, self.width, self.minimalistic)
         x = run_blocks(x, train, plan, self, dtype)
