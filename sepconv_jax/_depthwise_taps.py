@@ -8,8 +8,14 @@ any direct form (a reduce per tap copies each shifted slice first). So the conv 
 `jax.custom_jvp` whose tangent in the kernel is written as a spread of `dk` by repeated
 doubling; JAX transposes that into a halving tree (one fused elementwise loop per tap, reading
 the shifted slice in place) followed by one short reduction. Forward mode, reverse mode and
-higher orders all go through ordinary linear JAX ops. Measured with
-`python -m benchmarks.ops --cpu-small` (`benchmarks/results/ops_cpu.md`, `dw:auto` vs `dw:xla`).
+higher orders all go through ordinary linear JAX ops.
+
+Both the conv and its kernel tangent run over cache-sized batch chunks in a `lax.scan`
+(`_over_batch_chunks`): at MobileNetV2-CIFAR's 32×32×144 activations (batch 32, 19 MB) the
+per-tap passes otherwise stream the whole batch from memory nine times, and XLA fuses (and so
+recomputes) the sum over taps into every consumer. Measured with `python -m benchmarks.ops
+--cpu-small` and `python -m benchmarks.train_step` (`benchmarks/results/ops_cpu.md`,
+`train_step_cpu.md`).
 
 The result is the same sum in another order. `depthwise_conv(implementation="taps")` takes it on
 any backend, `"auto"` on the CPU backend only: other backends keep XLA's convolution until the
@@ -21,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +135,36 @@ def _opaque(y: jax.Array) -> jax.Array:
     return lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
 
+#: Bytes a batch chunk of the float32 accumulator may take: about one core's L2 cache.
+_CHUNK_BYTES = 1 << 20
+
+
+def _batch_chunk(x: jax.Array) -> int:
+    """Images per chunk of `x` (`(N, ...)`): the largest proper divisor of `N` whose chunk fits
+    `_CHUNK_BYTES` in float32, else 1; `N` when `N == 1`."""
+    n = x.shape[0]
+    per_image = math.prod(x.shape[1:]) * 4
+    fits = [d for d in range(1, n) if n % d == 0 and d * per_image <= _CHUNK_BYTES]
+    return max(fits, default=1) if n > 1 else n
+
+
+def _over_batch_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+    """`fn(x)` for an `fn` that treats images independently, computed chunk by chunk
+    (`_batch_chunk`) in a `lax.scan`.
+
+    The loop is the one fusion boundary XLA:CPU keeps: its input and output are written out
+    whole, so neither the producer of `x` nor the consumers of the result are fused into (and
+    recomputed by) the sum over taps, and each chunk's shifted slices are read from cache.
+    """
+    n, chunk = x.shape[0], _batch_chunk(x)
+    if chunk == n:
+        return fn(x)
+    _, ys = lax.scan(
+        lambda carry, xc: (carry, fn(xc)), None, x.reshape(n // chunk, chunk, *x.shape[1:])
+    )
+    return ys.reshape(n, *ys.shape[2:])
+
+
 def _spread(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """`v` (`(C,)`) broadcast to `shape` (`(..., C)`) by repeated doubling along the flattened
     leading axis.
@@ -151,14 +188,24 @@ def _kernel_tangent(
     pads: Pairs,
     dilation: tuple[int, ...],
 ) -> jax.Array:
-    """The conv's tangent in its kernel, `sum_t slice_t(x) * dk[t]`, written for a fast transpose
-    (`_spread`)."""
+    """The conv's tangent in its kernel, `sum_t slice_t(x) * dk[t]`, written for a fast transpose.
+
+    Over batch chunks (`_over_batch_chunks`; `jax.checkpoint` recomputes each chunk's slices
+    from `x` rather than storing them), the transpose is one loop whose every step reduces all
+    taps of one chunk of `x` and of the cotangent while they are in cache, each tap by the
+    halving tree that the doubling spread (`_spread`) transposes into.
+    """
     acc = _accumulator(x.dtype)
-    total = None
-    for tap, piece in _pieces(x, dk.shape, strides, pads, dilation):
-        term = piece * _spread(dk[(*tap, 0)].astype(acc), piece.shape)
-        total = term if total is None else total + term
-    return total.astype(x.dtype)
+    chunked = _batch_chunk(x) < x.shape[0]
+
+    def tangent(xc: jax.Array) -> jax.Array:
+        total = None
+        for tap, piece in _pieces(xc, dk.shape, strides, pads, dilation):
+            term = piece * _spread(dk[(*tap, 0)].astype(acc), piece.shape)
+            total = term if total is None else total + term
+        return total.astype(xc.dtype)
+
+    return _over_batch_chunks(jax.checkpoint(tangent) if chunked else tangent, x)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
@@ -169,8 +216,9 @@ def _taps_conv(
     pads: Pairs,
     dilation: tuple[int, ...],
 ) -> jax.Array:
-    """`_taps_sum` with the tangent rule below (zero padding `pads` already resolved)."""
-    return _taps_sum(x, kernel, strides, pads, dilation)
+    """`_taps_sum` over batch chunks, with the tangent rule below (zero padding `pads` already
+    resolved)."""
+    return _over_batch_chunks(lambda xc: _taps_sum(xc, kernel, strides, pads, dilation), x)
 
 
 def _taps_conv_jvp(
