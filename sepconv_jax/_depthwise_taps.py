@@ -135,7 +135,7 @@ def _opaque(y: jax.Array) -> jax.Array:
     return lax.reduce_precision(y, exponent_bits=info.nexp, mantissa_bits=info.nmant)
 
 
-#: Bytes a batch chunk of the float32 accumulator may take: about one core's L2 cache.
+#: Float32 bytes one batch chunk may take: about one core's L2 cache.
 _CHUNK_BYTES = 1 << 20
 
 
@@ -216,9 +216,8 @@ def _taps_conv(
     pads: Pairs,
     dilation: tuple[int, ...],
 ) -> jax.Array:
-    """`_taps_sum` over batch chunks, with the tangent rule below (zero padding `pads` already
-    resolved)."""
-    return _over_batch_chunks(lambda xc: _taps_sum(xc, kernel, strides, pads, dilation), x)
+    """`_taps_sum` with the tangent rule below (zero padding `pads` already resolved)."""
+    return _taps_sum(x, kernel, strides, pads, dilation)
 
 
 def _taps_conv_jvp(
@@ -231,7 +230,9 @@ def _taps_conv_jvp(
     """Linear in `(dx, dk)`: the conv of `dx` (transpose: pads and sums) plus `_kernel_tangent`."""
     x, kernel = primals
     dx, dk = tangents
-    y = _taps_conv(x, kernel, strides, pads, dilation)
+    # Under differentiation the result is written out whole (`_over_batch_chunks`) for the
+    # backward pass to read; undifferentiated, `_taps_conv` stays fusible into its consumers.
+    y = _over_batch_chunks(lambda xc: _taps_conv(xc, kernel, strides, pads, dilation), x)
     dy = jnp.zeros_like(y)
     if not isinstance(dx, SymbolicZero):
         dy = _taps_sum(_opaque(dx), kernel, strides, pads, dilation)

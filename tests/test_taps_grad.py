@@ -1,4 +1,5 @@
-"""Derivatives of the taps depthwise conv (custom JVP, kernel gradient as a halving tree)."""
+"""Derivatives of the taps depthwise conv (custom JVP, kernel gradient as a halving tree, both
+over batch chunks)."""
 
 from __future__ import annotations
 
@@ -117,16 +118,50 @@ def test_kernel_gradient_accumulates_bfloat16_in_float32():
     assert _rel_err(g, ref) <= 1e-2
 
 
-def test_kernel_gradient_is_a_halving_tree(small_tree):
-    """The kernel gradient never reduces more than `_TREE_ROWS` rows of a product at once."""
-    x, dw = _inputs(2, 1, jnp.float32)
+def _eqns(jaxpr):
+    """Every equation of `jaxpr` and of the jaxprs nested in its equations (scan bodies...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            yield from _eqns(sub)
+
+
+def test_kernel_gradient_is_a_halving_tree(small_tree, monkeypatch):
+    """The kernel gradient never reduces more than `_TREE_ROWS` rows of a product at once
+    (here over one chunk of two images)."""
+    monkeypatch.setattr(_depthwise_taps, "_CHUNK_BYTES", 2 * 7 * 6 * 2 * 4)
+    key = jax.random.key(next(_seed))
+    x = jax.random.normal(key, (4, *SPATIAL[2], 2))
+    dw = jax.random.normal(jax.random.key(next(_seed)), (3, 3, 1, 2))
     jaxpr = jax.make_jaxpr(
         jax.grad(lambda k: jnp.sum(sj.depthwise_conv(x, k, implementation="taps") ** 2))
     )(dw)
-    text = str(jaxpr)
-    assert "split" in text
-    rows = x.shape[0] * np.prod(SPATIAL[2])
-    assert rows > TREE_ROWS
-    for eqn in jaxpr.jaxpr.eqns:
-        if eqn.primitive.name == "reduce_sum":
-            assert eqn.invars[0].aval.shape[0] <= TREE_ROWS
+    assert "split" in str(jaxpr)
+    assert 2 * np.prod(SPATIAL[2]) > TREE_ROWS
+    sums = [e for e in _eqns(jaxpr.jaxpr) if e.primitive.name == "reduce_sum"]
+    assert sums
+    for eqn in sums:
+        assert eqn.invars[0].aval.shape[0] <= TREE_ROWS
+
+
+@pytest.mark.parametrize("batch,chunk_bytes,chunk", [(1, 1 << 20, 1), (6, 1 << 20, 3), (6, 720, 2)])
+def test_batch_chunks(batch, chunk_bytes, chunk, monkeypatch):
+    """Under differentiation the conv and its kernel tangent loop over batch chunks (a scan of
+    `batch / chunk` steps, none for one image), with VJP and JVP still those of
+    `implementation="xla"` to 1e-12 (float64)."""
+    monkeypatch.setattr(_depthwise_taps, "_CHUNK_BYTES", chunk_bytes)
+    with jax.enable_x64(True):
+        kx, kk, kt, ku, ky = jax.random.split(jax.random.key(next(_seed)), 5)
+        x = jax.random.normal(kx, (batch, 5, 6, 3), jnp.float64)  # 360 float32 bytes per image
+        dw = jax.random.normal(kk, (3, 3, 1, 6), jnp.float64)
+        assert _depthwise_taps._batch_chunk(x) == chunk
+        taps, xla = (_conv(i, 2, "SAME", 1, 1) for i in ("taps", "xla"))
+        jaxpr = jax.make_jaxpr(jax.grad(lambda k, v: jnp.sum(taps(v, k) ** 2), (0, 1)))(dw, x)
+        lengths = {e.params["length"] for e in _eqns(jaxpr.jaxpr) if e.primitive.name == "scan"}
+        assert lengths == (set() if chunk == batch else {batch // chunk})
+        dy = jax.random.normal(ky, (batch, 5, 6, 6), jnp.float64)
+        for got, want in zip(jax.vjp(taps, x, dw)[1](dy), jax.vjp(xla, x, dw)[1](dy)):
+            assert _rel_err(got, want) <= 1e-12
+        tangents = (jax.random.normal(kt, x.shape, x.dtype), jax.random.normal(ku, dw.shape))
+        got = jax.jvp(taps, (x, dw), tangents)[1]
+        assert _rel_err(got, jax.jvp(xla, (x, dw), tangents)[1]) <= 1e-12
