@@ -10,8 +10,10 @@ narrower and shorter nets the weight-conversion tests use, channels rounded as s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -74,3 +76,55 @@ class MobileNetV2(nn.Module):
 
 def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def train_step(
+    batch: int, dtype: str, *, compiled: bool = False, num_batches: int = 4
+) -> tuple[nn.Module, Callable[[int], Any]]:
+    """The PyTorch training step the benchmarks time: SGD-Nesterov (lr 0.1, momentum 0.9, weight
+    decay 5e-4) on label-smoothed (0.1) cross-entropy, channels_last, bfloat16 by autocast.
+
+    Args:
+      batch: images per step (random `(batch, 3, 32, 32)` inputs, `num_batches` of them rotated).
+      dtype: `"float32"` or `"bfloat16"`.
+      compiled: run the model under `torch.compile`.
+      num_batches: distinct synthetic batches.
+
+    Returns:
+      `(model, step)`: `step(i)` runs one step on batch `i % num_batches` and returns the loss
+      (asynchronously on a GPU). On the GPU when one is available.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = True  # XLA's DEFAULT precision uses TF32 as well
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.manual_seed(0)
+    cl = torch.channels_last
+    model = MobileNetV2().to(device).to(memory_format=cl)
+    forward = model
+    if compiled:
+        torch._dynamo.reset()  # a fresh compile per configuration (no dynamic-shape reuse)
+        forward = torch.compile(model)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    batches = [
+        (
+            torch.randn(batch, 3, 32, 32, device=device).to(memory_format=cl),
+            torch.randint(0, 10, (batch,), device=device),
+        )
+        for _ in range(num_batches)
+    ]
+    bf16 = dtype == "bfloat16"
+
+    def step(i: int) -> Any:
+        x, y = batches[i % num_batches]
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(forward(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step

@@ -263,3 +263,31 @@ def test_causal_quick_mode_prints_and_writes_table(tmp_path):
     assert "| device |" in text and "state copy" in text
     errors = [float(line.split("|")[-2]) for line in text.splitlines() if line.startswith("| 2×")]
     assert errors and max(errors) < 1e-5, errors  # every decode step agrees with the full call
+
+
+def test_step_profile_quick_attributes_the_step_to_layers_and_passes(tmp_path):
+    # benchmarks/step_profile.py: the trace's XLA ops named by layer, pass and block.
+    from benchmarks import step_profile
+
+    assert step_profile.classify(
+        "jit(<lambda>)/transpose(jvp(MobileNetV2))/block2/core/expand_norm/add_any"
+    ) == ("block2", "expand_norm", "backward")
+    assert step_profile.classify("jit(<lambda>)/jvp(MobileNetV2)/block1/core/jit(relu)/max") == (
+        "block1",
+        "relu",
+        "forward",
+    )
+    assert step_profile.classify("")[1] == "(no op_name)"
+    out = tmp_path / "profile.md"
+    proc = _run("step_profile", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "forward ms" in proc.stdout and "backward ms" in proc.stdout, proc.stdout[-2000:]
+    _check_table(out, "python -m benchmarks.step_profile --quick")
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+        for line in out.read_text().split("## JAX by layer and pass")[1].split("##")[0].splitlines()
+        if line.startswith("| ") and not line.startswith("| layer")
+    }
+    for layer in ("depthwise", "expand", "project", "depthwise_norm"):
+        forward, backward, _ = (float(v) for v in rows[layer])
+        assert forward > 0 and backward > 0, (layer, rows[layer])
