@@ -74,6 +74,30 @@ def _git_commit() -> str:
     return "unknown"
 
 
+def _cpu_model() -> str:
+    """The CPU's model name and its vector extensions that matter here (Linux), else
+    `platform.processor()`."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "?"
+    fields = {
+        k.strip(): v.strip()
+        for k, v in (line.split(":", 1) for line in info.splitlines() if ":" in line)
+    }
+    name = fields.get("model name", "?")
+    flags = set(fields.get("flags", "").split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(isa) or 'no AVX2'})"
+
+
+def _load() -> str:
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (AttributeError, OSError):
+        return "?"
+
+
 def environment() -> list[tuple[str, str]]:
     """Device and software versions, as `(name, value)` rows for the header of every table."""
     import flax
@@ -92,6 +116,8 @@ def environment() -> list[tuple[str, str]]:
         ("device", f"{dev.platform}: {dev.device_kind} × {len(devices)}"),
         ("backend", str(platform_version).splitlines()[0][:80]),
         ("host", f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})"),
+        ("CPU", _cpu_model()),
+        ("load average (1, 5, 15 min) at start", _load()),
         ("python", platform.python_version()),
         (
             "jax / jaxlib / flax / optax / numpy",
@@ -99,6 +125,7 @@ def environment() -> list[tuple[str, str]]:
             f"{optax.__version__} / {np.__version__}",
         ),
         ("XLA_FLAGS", os.environ.get("XLA_FLAGS", "") or "(none)"),
+        ("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "") or "(unset)"),
     ]
     torch = torch_or_none()
     if torch is None:
