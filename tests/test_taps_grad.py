@@ -122,7 +122,7 @@ def _eqns(jaxpr):
     """Every equation of `jaxpr` and of the jaxprs nested in its equations (scan bodies...)."""
     for eqn in jaxpr.eqns:
         yield eqn
-        for sub in jax.core.jaxprs_in_params(eqn.params):
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             yield from _eqns(sub)
 
 
