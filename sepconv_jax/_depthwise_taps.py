@@ -10,8 +10,8 @@ doubling; JAX transposes that into a halving tree (one fused elementwise loop pe
 the shifted slice in place) followed by one short reduction. Forward mode, reverse mode and
 higher orders all go through ordinary linear JAX ops.
 
-Both the conv and its kernel tangent run over cache-sized batch chunks in a `lax.scan`
-(`_over_batch_chunks`): at MobileNetV2-CIFAR's 32×32×144 activations (batch 32, 19 MB) the
+Under differentiation, the conv's result and its kernel tangent run over cache-sized batch
+chunks in a `lax.scan` (`_over_batch_chunks`; the undifferentiated conv stays one fused sum): at MobileNetV2-CIFAR's 32×32×144 activations (batch 32, 19 MB) the
 per-tap passes otherwise stream the whole batch from memory nine times, and XLA fuses (and so
 recomputes) the sum over taps into every consumer. Measured with `python -m benchmarks.ops
 --cpu-small` and `python -m benchmarks.train_step` (`benchmarks/results/ops_cpu.md`,
@@ -148,19 +148,24 @@ def _batch_chunk(x: jax.Array) -> int:
     return max(fits, default=1) if n > 1 else n
 
 
-def _over_batch_chunks(fn: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
+def _over_batch_chunks(
+    fn: Callable[[jax.Array], jax.Array], x: jax.Array, *, remat: bool = False
+) -> jax.Array:
     """`fn(x)` for an `fn` that treats images independently, computed chunk by chunk
     (`_batch_chunk`) in a `lax.scan`.
 
     The loop is the one fusion boundary XLA:CPU keeps: its input and output are written out
     whole, so neither the producer of `x` nor the consumers of the result are fused into (and
     recomputed by) the sum over taps, and each chunk's shifted slices are read from cache.
+    `remat=True` wraps the loop's body in `jax.checkpoint`, so that differentiating through it
+    recomputes each chunk's intermediates from `x` rather than storing them for all chunks.
     """
     n, chunk = x.shape[0], _batch_chunk(x)
     if chunk == n:
         return fn(x)
+    body = jax.checkpoint(fn) if remat else fn
     _, ys = lax.scan(
-        lambda carry, xc: (carry, fn(xc)), None, x.reshape(n // chunk, chunk, *x.shape[1:])
+        lambda carry, xc: (carry, body(xc)), None, x.reshape(n // chunk, chunk, *x.shape[1:])
     )
     return ys.reshape(n, *ys.shape[2:])
 
@@ -190,13 +195,12 @@ def _kernel_tangent(
 ) -> jax.Array:
     """The conv's tangent in its kernel, `sum_t slice_t(x) * dk[t]`, written for a fast transpose.
 
-    Over batch chunks (`_over_batch_chunks`; `jax.checkpoint` recomputes each chunk's slices
-    from `x` rather than storing them), the transpose is one loop whose every step reduces all
+    Over batch chunks (`_over_batch_chunks`, rematerialising each chunk's slices from `x`),
+    the transpose is one loop whose every step reduces all
     taps of one chunk of `x` and of the cotangent while they are in cache, each tap by the
     halving tree that the doubling spread (`_spread`) transposes into.
     """
     acc = _accumulator(x.dtype)
-    chunked = _batch_chunk(x) < x.shape[0]
 
     def tangent(xc: jax.Array) -> jax.Array:
         total = None
@@ -205,7 +209,7 @@ def _kernel_tangent(
             total = term if total is None else total + term
         return total.astype(xc.dtype)
 
-    return _over_batch_chunks(jax.checkpoint(tangent) if chunked else tangent, x)
+    return _over_batch_chunks(tangent, x, remat=True)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
