@@ -237,6 +237,14 @@ class Timing:
         return len(self.samples_s)
 
 
+def time_windows(run_window: Callable[[], float], windows: int) -> tuple[float, float]:
+    """Median and interquartile spread (% of median) of `windows` calls of `run_window`, each
+    returning per-step ms of one timed window of consecutive steps."""
+    times = [run_window() for _ in range(windows)]
+    q25, q50, q75 = np.percentile(times, [25, 50, 75])
+    return float(q50), float(100 * (q75 - q25) / q50)
+
+
 def timed_samples(
     run_once: Callable[[], float], budget_s: float, min_samples: int, max_samples: int
 ) -> list[float]:

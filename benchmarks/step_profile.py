@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from benchmarks import common
 from benchmarks import jax_train_step as jts
@@ -122,12 +121,13 @@ def profile_jax(model: str, batch: int, dtype: str, *, steps: int, windows: int)
             state, metrics = runner.step(state, runner.batches[i % n])
         jax.block_until_ready(metrics)
 
-    run(3)  # warm-up
-    times = []
-    for _ in range(windows):
+    def window() -> float:
         t = time.perf_counter()
         run(steps)
-        times.append((time.perf_counter() - t) / steps * 1e3)
+        return (time.perf_counter() - t) / steps * 1e3
+
+    run(3)  # warm-up
+    step_ms, _ = common.time_windows(window, windows)
     names = op_names(runner.compiled.as_text())
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -137,7 +137,7 @@ def profile_jax(model: str, batch: int, dtype: str, *, steps: int, windows: int)
     for e in events:
         if e["name"] in names:
             per_op[e["name"]] += e["dur"] / 1e3 / steps
-    return {"step_ms": float(np.median(times)), "per_op": per_op, "names": names}
+    return {"step_ms": step_ms, "per_op": per_op, "names": names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,14 +151,16 @@ def profile_torch(batch: int, dtype: str, *, steps: int, windows: int) -> dict[s
     from benchmarks import torch_mobilenet_v2 as tm
 
     _, step = tm.train_step(batch, dtype)
-    for i in range(3):
-        step(i)
-    times = []
-    for _ in range(windows):
+
+    def window() -> float:
         t = time.perf_counter()
         for i in range(steps):
             step(i)
-        times.append((time.perf_counter() - t) / steps * 1e3)
+        return (time.perf_counter() - t) / steps * 1e3
+
+    for i in range(3):  # warm-up
+        step(i)
+    step_ms, _ = common.time_windows(window, windows)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         for i in range(steps):
             step(i)
@@ -168,7 +170,7 @@ def profile_torch(batch: int, dtype: str, *, steps: int, windows: int) -> dict[s
         if avg.key.startswith("aten::"):
             per_op[avg.key] += avg.self_cpu_time_total / 1e3 / steps
             calls[avg.key] += avg.count // steps
-    return {"step_ms": float(np.median(times)), "per_op": per_op, "calls": calls}
+    return {"step_ms": step_ms, "per_op": per_op, "calls": calls}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import common
 from benchmarks import jax_train_step as jts
@@ -74,13 +73,6 @@ class Result:
         return self.config.batch / (self.step_ms * 1e-3)
 
 
-def time_windows(run_window: Callable[[], float], windows: int) -> tuple[float, float]:
-    """Median and interquartile spread (% of median) of per-step ms over timed windows."""
-    times = [run_window() for _ in range(windows)]
-    q25, q50, q75 = np.percentile(times, [25, 50, 75])
-    return float(q50), float(100 * (q75 - q25) / q50)
-
-
 # ---------------------------------------------------------------------------------------------
 # The JAX step
 
@@ -108,7 +100,7 @@ def bench_jax(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result:
         jax.block_until_ready((state, out))
         return 1e3 * (time.perf_counter() - start) / steps
 
-    result.step_ms, result.spread_pct = time_windows(window, windows)
+    result.step_ms, result.spread_pct = common.time_windows(window, windows)
     result.peak_bytes = common.peak_memory_bytes()
     return result
 
@@ -159,7 +151,7 @@ def bench_torch(cfg: Config, *, warmup: int, windows: int, steps: int) -> Result
             step(i)
         return 1e3 * (time.perf_counter() - start_t) / steps
 
-    result.step_ms, result.spread_pct = time_windows(window, windows)
+    result.step_ms, result.spread_pct = common.time_windows(window, windows)
     if cuda:
         result.peak_bytes = torch.cuda.max_memory_allocated()
     return result
