@@ -36,11 +36,12 @@ class AutoRoute(NamedTuple):
     min_batch: int = 1
 
 
-#: Measured on a 2-core AMD EPYC (AVX-512): the sum over taps beats XLA:CPU's grouped conv 4–14×
+#: Measured on a 2-core AMD EPYC (AVX-512): the sum over taps beats XLA:CPU's grouped conv 4–62×
 #: on every shape of `benchmarks/results/ops_cpu.md` (up to MobileNetV2-CIFAR's 32×32×32×144 at
-#: batch 32), forward and backward, float32 and bfloat16, and takes the MobileNetV2-CIFAR training
-#: step from 0.36× to 0.64× PyTorch's speed there (`train_step_cpu.md`). No GPU kernel has won
-#: twice yet.
+#: batch 32), forward and backward, float32 and bfloat16. With its batch-chunked backward the
+#: MobileNetV2-CIFAR float32 training step runs at 0.64× PyTorch's speed there
+#: (`train_step_cpu.md`; 0.36× with the whole-batch backward, same command and machine). No GPU
+#: kernel has won twice yet.
 AUTO_ROUTES: tuple[AutoRoute, ...] = (AutoRoute("cpu", "depthwise", "taps"),)
 
 
